@@ -1,0 +1,1 @@
+"""archive layer (see docs/ARCHITECTURE.md)."""

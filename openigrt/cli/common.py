@@ -1,0 +1,130 @@
+"""Shared pieces of the CLI: exit codes, consoles, the common options, JSON output, logging.
+
+Common options (every network/file command takes them, so scripts need no config file)::
+
+    --config FILE  --ae-title AET  --port N  --cache DIR  --remote AET@HOST:PORT
+    --allow AET@HOST (repeatable)  --set section.key=value (repeatable)  -v/--verbose
+
+``@common_options`` adds them and passes a loaded :class:`~openigrt.config.Settings` to the
+command as the keyword argument ``settings``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from openigrt.config import Settings, load_settings, parse_set_option
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def console_out() -> Console:
+    """Console on stdout (data, reports)."""
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def console_err() -> Console:
+    """Console on stderr (progress, errors, logs)."""
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def setup_logging(verbose: int, log_file: Path | None = None) -> None:
+    """Log to stderr through rich (WARNING, INFO with -v, DEBUG with -vv) and optionally a file."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handlers: list[logging.Handler] = [RichHandler(console=console_err(), show_path=False, markup=False)]
+    if log_file is not None:
+        fh = logging.FileHandler(log_file)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setLevel(logging.DEBUG)
+        handlers.append(fh)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(min(level, logging.DEBUG if log_file else level))
+    handlers[0].setLevel(level)
+    # pynetdicom is chatty at INFO; show it only with -vv
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def settings_from_options(
+    config: Path | None,
+    ae_title: str | None = None,
+    port: int | None = None,
+    cache: Path | None = None,
+    remote: str | None = None,
+    allow: tuple[str, ...] = (),
+    set_: tuple[str, ...] = (),
+) -> Settings:
+    """Build Settings from a config file plus command-line overrides (raises ConfigError)."""
+    overrides: dict[str, Any] = dict(parse_set_option(s) for s in set_)
+    if ae_title is not None:
+        overrides["local.ae_title"] = ae_title
+    if port is not None:
+        overrides["local.port"] = port
+    if cache is not None:
+        overrides["paths.cache_dir"] = str(cache)
+    if remote is not None:
+        overrides["remote"] = remote
+    if allow:
+        overrides["allowed"] = list(allow)
+    return load_settings(config, overrides)
+
+
+def common_options(func: F) -> F:
+    """Add the common options and pass ``settings=Settings`` to the command."""
+
+    @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  envvar="OPENIGRT_CONFIG", help="TOML configuration file (env OPENIGRT_CONFIG).")
+    @click.option("--ae-title", default=None, help="Our AE title [StreamService].")
+    @click.option("--port", type=int, default=None, help="Our listening port [58051].")
+    @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Cache directory for received instances and session state.")
+    @click.option("--remote", default=None, metavar="AET@HOST:PORT",
+                  help="The TMS: Q/R provider, storage destination and an allowed caller.")
+    @click.option("--allow", multiple=True, metavar="AET@HOST", help="Further allowed caller (repeatable).")
+    @click.option("--set", "set_", multiple=True, metavar="KEY=VALUE",
+                  help="Override any config key, e.g. --set network.dimse_timeout=30 (repeatable).")
+    @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+    @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Also write a debug log to this file.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, config: Path | None, ae_title: str | None, port: int | None, cache: Path | None,
+                remote: str | None, allow: tuple[str, ...], set_: tuple[str, ...], verbose: int,
+                log_file: Path | None, **kwargs: Any) -> Any:
+        setup_logging(verbose, log_file)
+        settings = settings_from_options(config, ae_title, port, cache, remote, allow, set_)
+        return func(*args, settings=settings, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """Write *data* as indented JSON on stdout (numpy scalars/arrays and Paths converted)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,479 @@
+"""Configuration (SPEC NET-11): one TOML file, documented defaults, CLI overrides.
+
+The settings are loaded **once** (in the CLI) into frozen dataclasses and passed down; no
+module reads configuration on its own. Every key, its type, default and meaning is listed in
+:data:`SCHEMA`; :func:`default_toml` renders that table as a commented TOML file
+(``openigrt config --defaults``), so the documentation cannot drift from the code.
+
+Overrides come as ``{"section.key": value}`` (from ``--set section.key=value`` or the named
+CLI options) and are validated exactly like file values. A bad value raises
+:class:`~openigrt.errors.ConfigError` naming the key.
+
+>>> s = load_settings(None, {"local.port": "11112"})
+>>> s.local.port, s.local.ae_title
+(11112, 'StreamService')
+>>> load_settings(None, {"network.dimse_timeout": "-1"})
+Traceback (most recent call last):
+...
+openigrt.errors.ConfigError: config network.dimse_timeout: must be > 0, got -1.0
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openigrt.errors import ConfigError
+from openigrt.uids import DEFAULT_UID_ROOT, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
+
+DEFAULT_AE_TITLE = "StreamService"
+DEFAULT_PORT = 58051
+DEFAULT_PRIVATE_CREATOR = "Varian Medical Systems VISION"
+
+_AET_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: 16 chars, no backslash
+
+
+# --------------------------------------------------------------------------- value objects
+@dataclass(frozen=True)
+class RemoteAE:
+    """A remote application entity (the TMS or another peer)."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, *, key: str = "remote") -> RemoteAE:
+        """Parse ``AET@HOST:PORT``.
+
+        >>> RemoteAE.parse("ORTHANC@127.0.0.1:4242")
+        RemoteAE(ae_title='ORTHANC', host='127.0.0.1', port=4242)
+        """
+        m = re.match(r"^([^@]+)@(.+):(\d+)$", text.strip())
+        if not m:
+            raise ConfigError(key, f"expected AET@HOST:PORT, got {text!r}")
+        return cls(_check_aet(key, m.group(1)), m.group(2), _check_port(key, int(m.group(3))))
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AllowedCaller:
+    """A remote AE allowed to open associations to our SCP (NET-9)."""
+
+    ae_title: str
+    host: str
+
+    @classmethod
+    def parse(cls, text: str, *, key: str = "allow") -> AllowedCaller:
+        """Parse ``AET@HOST`` (a trailing ``:PORT`` is accepted and ignored).
+
+        >>> AllowedCaller.parse("STORESCU@127.0.0.1")
+        AllowedCaller(ae_title='STORESCU', host='127.0.0.1')
+        """
+        m = re.match(r"^([^@]+)@([^:]+)(?::\d+)?$", text.strip())
+        if not m:
+            raise ConfigError(key, f"expected AET@HOST, got {text!r}")
+        return cls(_check_aet(key, m.group(1)), m.group(2))
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """Our own node: one AE title and one listening port for all services."""
+
+    ae_title: str = DEFAULT_AE_TITLE
+    port: int = DEFAULT_PORT
+    bind_address: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Association parameters (NET-11). Timeouts in seconds; 0 PDU size = unlimited."""
+
+    max_pdu_receive: int = 0
+    max_pdu_send: int = 32768
+    acse_timeout: float = 300.0
+    dimse_timeout: float = 300.0
+    network_timeout: float = 300.0
+    connect_timeout: float = 30.0
+    max_associations: int = 1
+    implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
+    implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Which created objects are stored to the TMS (NET-11, IOD-7)."""
+
+    ihe_ro_2008: bool = False
+    store_registrations: bool = True
+    store_markers: bool = True
+    store_ct_isocenters: bool = True
+
+
+@dataclass(frozen=True)
+class PlanTolerances:
+    """Tolerances of the plan precondition checks (SPEC §3), in mm and degrees."""
+
+    couch_translation_mm: float = 2.0
+    isocenter_mm: float = 1.0
+    angle_deg: float = 0.2
+    orthogonality_deg: float = 0.2
+    contour_planarity_mm: float = 1e-6
+    ct_xy_mm: float = 0.1
+    slice_spacing_uniformity_mm: float = 0.01
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, loaded once and passed down."""
+
+    local: LocalSettings = field(default_factory=LocalSettings)
+    remote: RemoteAE | None = None
+    allowed: tuple[AllowedCaller, ...] = ()
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    tolerances: PlanTolerances = field(default_factory=PlanTolerances)
+    cache_dir: Path = Path("~/.cache/openigrt").expanduser()
+    uid_root: str = DEFAULT_UID_ROOT
+    private_creator: str = DEFAULT_PRIVATE_CREATOR
+    station_name: str = "OPENIGRT"
+    manufacturer: str = "OpenIGRT"
+    model_name: str = "OpenIGRT virtual imager"
+
+    def allowed_callers(self) -> tuple[AllowedCaller, ...]:
+        """Callers accepted by the SCP: the TMS (when configured) plus ``allowed``."""
+        extra = (AllowedCaller(self.remote.ae_title, self.remote.host),) if self.remote else ()
+        return extra + tuple(a for a in self.allowed if a not in extra)
+
+    def require_remote(self) -> RemoteAE:
+        """Return the TMS or raise a ConfigError saying how to set it."""
+        if self.remote is None:
+            raise ConfigError("remote", "no TMS configured: give --remote AET@HOST:PORT or a [remote] section")
+        return self.remote
+
+
+# --------------------------------------------------------------------------- validators
+def _check_aet(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _AET_RE.match(value) or not value.strip():
+        raise ConfigError(key, f"expected an AE title of 1-16 printable characters without '\\', got {value!r}")
+    return value
+
+
+def _check_port(key: str, value: Any) -> int:
+    v = _as_int(key, value)
+    if not 0 <= v <= 65535:
+        raise ConfigError(key, f"must be a TCP port 0-65535, got {v}")
+    return v
+
+
+def _as_int(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected an integer, got {value!r}")
+    try:
+        return int(str(value).strip(), 10) if not isinstance(value, int) else value
+    except ValueError:
+        raise ConfigError(key, f"expected an integer, got {value!r}") from None
+
+
+def _as_float(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"expected a number, got {value!r}") from None
+
+
+def _positive_float(key: str, value: Any) -> float:
+    v = _as_float(key, value)
+    if not v > 0:
+        raise ConfigError(key, f"must be > 0, got {v}")
+    return v
+
+
+def _non_negative_float(key: str, value: Any) -> float:
+    v = _as_float(key, value)
+    if v < 0:
+        raise ConfigError(key, f"must be >= 0, got {v}")
+    return v
+
+
+def _pdu(key: str, value: Any) -> int:
+    v = _as_int(key, value)
+    if v != 0 and not 4096 <= v <= 2**32 - 1:
+        raise ConfigError(key, f"must be 0 (unlimited) or 4096..4294967295 bytes, got {v}")
+    return v
+
+
+def _positive_int(key: str, value: Any) -> int:
+    v = _as_int(key, value)
+    if v < 1:
+        raise ConfigError(key, f"must be >= 1, got {v}")
+    return v
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "on", "1"}:
+        return True
+    if text in {"false", "no", "off", "0"}:
+        return False
+    raise ConfigError(key, f"expected true or false, got {value!r}")
+
+
+def _uid(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not is_valid_uid(value):
+        raise ConfigError(key, f"expected a valid DICOM UID, got {value!r}")
+    return value
+
+
+def _uid_root(key: str, value: Any) -> str:
+    v = str(value).rstrip(".")
+    if not is_valid_uid(v) or len(v) > 40:
+        raise ConfigError(key, f"expected a UID root of at most 40 characters, got {value!r}")
+    return v
+
+
+def _version_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 16:
+        raise ConfigError(key, f"expected 1-16 characters, got {value!r}")
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _path(key: str, value: Any) -> Path:
+    return Path(_text(key, str(value))).expanduser()
+
+
+def _host(key: str, value: Any) -> str:
+    v = _text(key, value)
+    if any(c.isspace() for c in v):
+        raise ConfigError(key, f"expected a host name or IP address, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: where it goes, how it is checked, what it means."""
+
+    dotted: str
+    convert: Callable[[str, Any], Any]
+    default: Any
+    doc: str
+
+
+#: Every scalar key of the configuration file. ``remote`` and ``allowed`` are tables.
+SCHEMA: tuple[Key, ...] = (
+    Key("local.ae_title", _check_aet, DEFAULT_AE_TITLE, "our AE title, shared by all services"),
+    Key("local.port", _check_port, DEFAULT_PORT, "our listening port (Storage SCP, Verification SCP)"),
+    Key("local.bind_address", _host, "0.0.0.0", "address the SCP listens on"),
+    Key("network.max_pdu_receive", _pdu, 0, "max PDU receive size in bytes, 0 = unlimited"),
+    Key("network.max_pdu_send", _pdu, 32768, "max PDU send size in bytes (upper bound; peer's limit applies)"),
+    Key("network.acse_timeout", _positive_float, 300.0, "association request/release timeout, s"),
+    Key("network.dimse_timeout", _positive_float, 300.0, "DIMSE response timeout, s"),
+    Key("network.network_timeout", _positive_float, 300.0, "idle network timeout, s"),
+    Key("network.connect_timeout", _positive_float, 30.0, "TCP connect timeout, s"),
+    Key("network.max_associations", _positive_int, 1, "max simultaneously initiated associations"),
+    Key("network.implementation_class_uid", _uid, IMPLEMENTATION_CLASS_UID, "our Implementation Class UID"),
+    Key("network.implementation_version_name", _version_name, IMPLEMENTATION_VERSION_NAME,
+        "our Implementation Version Name"),
+    Key("storage.ihe_ro_2008", _bool, False, "format Spatial Registrations along IHE-RO 2008"),
+    Key("storage.store_registrations", _bool, True, "store Spatial Registrations to the TMS"),
+    Key("storage.store_markers", _bool, True, "store marker data (structure sets, RT Images with curves)"),
+    Key("storage.store_ct_isocenters", _bool, True, "store verification CT and isocenter structure sets"),
+    Key("tolerances.couch_translation_mm", _non_negative_float, 2.0, "PLAN-4 couch translation agreement, mm"),
+    Key("tolerances.isocenter_mm", _non_negative_float, 1.0, "PLAN-6 isocenter agreement, mm"),
+    Key("tolerances.angle_deg", _non_negative_float, 0.2, "PLAN-7 beam vs reference image angles, deg"),
+    Key("tolerances.orthogonality_deg", _non_negative_float, 0.2, "PLAN-8 tolerance on the 90 deg pair, deg"),
+    Key("tolerances.contour_planarity_mm", _non_negative_float, 1e-6, "PLAN-10 contour z agreement, mm"),
+    Key("tolerances.ct_xy_mm", _non_negative_float, 0.1, "PLAN-9 CT slice x/y agreement, mm"),
+    Key("tolerances.slice_spacing_uniformity_mm", _non_negative_float, 0.01,
+        "PLAN-9 z spacing treated as uniform within, mm"),
+    Key("paths.cache_dir", _path, "~/.cache/openigrt", "cache of received instances and session state"),
+    Key("dicom.uid_root", _uid_root, DEFAULT_UID_ROOT, "root of new UIDs (2.25 = UUID-derived)"),
+    Key("dicom.private_creator", _text, DEFAULT_PRIVATE_CREATOR,
+        "private creator prefix; the group is appended (IOD-8)"),
+    Key("dicom.station_name", _text, "OPENIGRT", "Station Name of created images"),
+    Key("dicom.manufacturer", _text, "OpenIGRT", "Manufacturer of created images"),
+    Key("dicom.model_name", _text, "OpenIGRT virtual imager", "Manufacturer's Model Name of created images"),
+)
+_BY_KEY = {k.dotted: k for k in SCHEMA}
+_TABLE_KEYS = {"remote", "allowed"}
+
+
+# --------------------------------------------------------------------------- loading
+def _flatten(doc: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, body in doc.items():
+        if section in _TABLE_KEYS:
+            flat[section] = body
+            continue
+        if not isinstance(body, Mapping):
+            raise ConfigError(section, f"unknown top-level key (expected a [section]); known: {_sections()}")
+        for key, value in body.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def _sections() -> str:
+    return ", ".join(sorted({k.dotted.split(".")[0] for k in SCHEMA} | _TABLE_KEYS))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config file into a flat ``{"section.key": value}`` mapping."""
+    try:
+        with open(path, "rb") as fh:
+            return _flatten(tomllib.load(fh))
+    except FileNotFoundError:
+        raise ConfigError("--config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path}: not valid TOML: {exc}") from None
+
+
+def _parse_remote(value: Any) -> RemoteAE | None:
+    if value is None:
+        return None
+    if isinstance(value, RemoteAE):
+        return value
+    if isinstance(value, str):
+        return RemoteAE.parse(value)
+    if not isinstance(value, Mapping):
+        raise ConfigError("remote", f"expected a table with ae_title, host, port, got {value!r}")
+    for k in ("ae_title", "host", "port"):
+        if k not in value:
+            raise ConfigError(f"remote.{k}", "missing (the TMS needs ae_title, host and port)")
+    unknown = set(value) - {"ae_title", "host", "port"}
+    if unknown:
+        raise ConfigError(f"remote.{sorted(unknown)[0]}", "unknown key (known: ae_title, host, port)")
+    return RemoteAE(
+        _check_aet("remote.ae_title", value["ae_title"]),
+        _host("remote.host", value["host"]),
+        _check_port("remote.port", value["port"]),
+    )
+
+
+def _parse_allowed(value: Any) -> tuple[AllowedCaller, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list | tuple) else [value]
+    out = []
+    for i, item in enumerate(items):
+        key = f"allowed[{i}]"
+        if isinstance(item, AllowedCaller):
+            out.append(item)
+        elif isinstance(item, str):
+            out.append(AllowedCaller.parse(item, key=key))
+        elif isinstance(item, Mapping) and {"ae_title", "host"} <= set(item):
+            out.append(AllowedCaller(_check_aet(f"{key}.ae_title", item["ae_title"]), _host(f"{key}.host", item["host"])))
+        else:
+            raise ConfigError(key, f"expected {{ae_title, host}} or 'AET@HOST', got {item!r}")
+    return tuple(out)
+
+
+def load_settings(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Load settings from an optional TOML file, then apply *overrides*.
+
+    Parameters
+    ----------
+    path
+        TOML file, or None for defaults only.
+    overrides
+        ``{"section.key": value}``; ``"remote"`` takes ``AET@HOST:PORT`` and ``"allowed"`` a
+        list of ``AET@HOST`` (appended to the file's list).
+    """
+    flat: dict[str, Any] = read_toml(Path(path)) if path else {}
+    overrides = dict(overrides or {})
+    extra_allowed = overrides.pop("allowed", None)
+    flat.update(overrides)
+    values: dict[str, Any] = {}
+    for dotted, raw in flat.items():
+        if dotted in _TABLE_KEYS:
+            continue
+        spec = _BY_KEY.get(dotted)
+        if spec is None:
+            raise ConfigError(dotted, "unknown key; `openigrt config --defaults` lists every key")
+        values[dotted] = spec.convert(dotted, raw)
+    for spec in SCHEMA:
+        values.setdefault(spec.dotted, spec.convert(spec.dotted, spec.default))
+
+    def section(name: str) -> dict[str, Any]:
+        return {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(name + ".")}
+
+    allowed = _parse_allowed(flat.get("allowed")) + _parse_allowed(extra_allowed)
+    dicom = section("dicom")
+    return Settings(
+        local=LocalSettings(**section("local")),
+        remote=_parse_remote(flat.get("remote")),
+        allowed=allowed,
+        network=NetworkSettings(**section("network")),
+        storage=StorageSettings(**section("storage")),
+        tolerances=PlanTolerances(**section("tolerances")),
+        cache_dir=values["paths.cache_dir"],
+        uid_root=dicom["uid_root"],
+        private_creator=dicom["private_creator"],
+        station_name=dicom["station_name"],
+        manufacturer=dicom["manufacturer"],
+        model_name=dicom["model_name"],
+    )
+
+
+def parse_set_option(text: str) -> tuple[str, str]:
+    """Split a ``--set section.key=value`` argument.
+
+    >>> parse_set_option("network.dimse_timeout=30")
+    ('network.dimse_timeout', '30')
+    """
+    if "=" not in text:
+        raise ConfigError("--set", f"expected section.key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if key not in _BY_KEY and key not in _TABLE_KEYS:
+        raise ConfigError(key, "unknown key; `openigrt config --defaults` lists every key")
+    return key, value.strip()
+
+
+def default_toml() -> str:
+    """Render every key with its default and meaning as a commented TOML document."""
+    lines = ["# OpenIGRT configuration; every key below shows its default.", ""]
+    lines += [
+        "# The TMS: Q/R provider, storage destination and an allowed caller (required for network work).",
+        "# [remote]",
+        '# ae_title = "ORTHANC"',
+        '# host = "127.0.0.1"',
+        "# port = 4242",
+        "",
+        "# Further callers allowed to store to us (NET-9); repeat the table for each.",
+        "# [[allowed]]",
+        '# ae_title = "STORESCU"',
+        '# host = "127.0.0.1"',
+    ]
+    current = None
+    for spec in SCHEMA:
+        sec, key = spec.dotted.split(".", 1)
+        if sec != current:
+            lines += ["", f"[{sec}]"]
+            current = sec
+        lines.append(f"# {spec.doc}")
+        lines.append(f"{key} = {_toml_value(spec.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

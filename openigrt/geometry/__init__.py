@@ -1,0 +1,1 @@
+"""geometry layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""iod layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""match layer (see docs/ARCHITECTURE.md)."""

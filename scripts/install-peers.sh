@@ -1,0 +1,19 @@
+#!/bin/sh
+# Install the Debian packages of the real DICOM peers the tests start on loopback:
+# DCMTK (storescu/storescp/findscu/movescu/dcmqrscp), Orthanc, dicom3tools (dciodvfy), plastimatch.
+set -eu
+missing=""
+for pair in storescu:dcmtk dcmqrscp:dcmtk Orthanc:orthanc dciodvfy:dicom3tools plastimatch:plastimatch; do
+    cmd=${pair%%:*}; pkg=${pair#*:}
+    if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+        case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
+    fi
+done
+[ -z "$missing" ] && exit 0
+echo "installing Debian packages:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

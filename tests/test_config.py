@@ -1,0 +1,81 @@
+"""NET-11: one TOML file, documented defaults, CLI overrides, one clear error per bad key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from openigrt.cli import main
+from openigrt.config import SCHEMA, RemoteAE, default_toml, load_settings
+from openigrt.errors import ConfigError
+
+
+def test_spec_defaults() -> None:
+    s = load_settings()
+    assert (s.local.ae_title, s.local.port) == ("StreamService", 58051)
+    assert s.network.max_pdu_receive == 0
+    assert s.network.max_pdu_send == 32768
+    assert s.network.acse_timeout == 300 and s.network.dimse_timeout == 300
+    assert s.network.max_associations == 1
+    assert s.storage.ihe_ro_2008 is False
+    assert s.storage.store_registrations and s.storage.store_markers and s.storage.store_ct_isocenters
+    assert s.remote is None
+    assert s.uid_root == "2.25"
+
+
+def test_default_file_is_valid_toml_and_loads_to_defaults(tmp_path: Path) -> None:
+    text = default_toml()
+    tomllib.loads(text)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert load_settings(cfg) == load_settings()
+    for key in SCHEMA:  # every key documented in the rendered file
+        assert f"{key.dotted.split('.', 1)[1]} = " in text
+
+
+def test_file_values_and_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[local]\nae_title = "IGRT1"\nport = 11112\n'
+        '[remote]\nae_title = "TMS"\nhost = "127.0.0.1"\nport = 4242\n'
+        '[[allowed]]\nae_title = "OTHER"\nhost = "127.0.0.2"\n'
+        "[network]\ndimse_timeout = 12.5\n"
+    )
+    s = load_settings(cfg, {"local.port": "2000", "allowed": ["X@127.0.0.3"]})
+    assert s.local.ae_title == "IGRT1" and s.local.port == 2000
+    assert s.remote == RemoteAE("TMS", "127.0.0.1", 4242)
+    assert s.network.dimse_timeout == 12.5
+    assert [a.ae_title for a in s.allowed_callers()] == ["TMS", "OTHER", "X"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"local.port": "70000"}, "local.port"),
+        ({"local.ae_title": "A" * 17}, "local.ae_title"),
+        ({"network.dimse_timeout": "soon"}, "network.dimse_timeout"),
+        ({"network.max_pdu_send": "100"}, "network.max_pdu_send"),
+        ({"storage.ihe_ro_2008": "maybe"}, "storage.ihe_ro_2008"),
+        ({"dicom.uid_root": "1.02"}, "dicom.uid_root"),
+        ({"remote": "nohost"}, "remote"),
+        ({"network.nonsense": "1"}, "network.nonsense"),
+    ],
+)
+def test_bad_value_names_the_key(overrides: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, overrides)
+    assert info.value.key == key
+    assert str(info.value).startswith(f"config {key}:")
+
+
+def test_cli_bad_value_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--set", "network.acse_timeout=-3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "network.acse_timeout" in err and "Traceback" not in err
+
+
+def test_cli_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "file not found" in capsys.readouterr().err
