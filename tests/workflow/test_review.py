@@ -29,10 +29,9 @@ def test_blend_grey_where_equal_coloured_where_not() -> None:
 
 def test_checkerboard_tiles_alternate() -> None:
     a = np.zeros((16, 16))
-    b = np.ones((16, 16))
-    b[0, 0] = 2  # non-constant so normalisation keeps structure
+    b = np.tile(np.linspace(1.0, 2.0, 16), (16, 1))  # a ramp: bright on the right
     cb = checkerboard(a, b, tiles=2)
-    assert cb[0, 0] == 0.0 and cb[0, 15] > 0.3
+    assert cb[0, 0] == 0.0 and cb[0, 15] > 0.9 and cb[15, 15] == 0.0
     with pytest.raises(ValueError):
         checkerboard(a, np.zeros((3, 3)))
 
