@@ -1,0 +1,476 @@
+"""3D/3D match (SPEC MATCH-3): verification CBCT vs planning CT, rigid, 3 or 6 degrees of freedom.
+
+Algorithm (deterministic; no random sampling):
+
+1. **Field of view.** The CBCT's valid region comes from ``verification_mask`` or is detected as
+   everything that is not the constant padding value outside the reconstruction cylinder
+   (:func:`field_of_view_mask`). Only voxels inside it (and inside the optional region of
+   interest) are sample points.
+2. **Pyramid.** Both images are Gaussian-smoothed and resampled by SimpleITK to levels of
+   ``levels_mm`` voxel size (never finer than the native grid); the reference is first cropped to
+   the part that can overlap the CBCT. Each level is **high-pass filtered** (image minus its
+   masked Gaussian blur of ``highpass_mm``), which removes HU offset and low-frequency
+   shading/cupping; the reference is clipped to ``clip_hu`` (metal/markers, air).
+3. **Initialisation.** An exhaustive masked-NCC translation search over ``±search_range_mm``
+   (FFT, Padfield 2012) at the coarsest level, so the match converges from ±15 mm setup
+   errors on every axis.
+4. **Gauss-Newton.** On each level the residual ``F(q) − (a·M(S(q)) + b)`` is minimised over
+   the rigid ``S`` (verification → reference), the gain ``a`` and offset ``b`` (an NCC-equivalent
+   model, robust to intensity scale/offset), compositional updates, trilinear sampling of ``M``
+   and its gradient in a numba kernel.
+5. **Quality gates.** Blank image, no overlap, divergence, final NCC below
+   :data:`~openigrt.match.result.MIN_NCC_3D` raise :class:`~openigrt.errors.RegistrationError`.
+
+The returned transform maps **reference patient mm → verification patient mm** (``S⁻¹``).
+Array axis order of every ``Volume`` is ``(nz, ny, nx)`` (see :mod:`openigrt.geometry.volume`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from openigrt.errors import RegistrationError
+from openigrt.geometry.rigid import RigidTransform
+from openigrt.geometry.volume import Volume
+from openigrt.match.result import (
+    BLANK_STD,
+    MAX_ROTATION_DEG,
+    MAX_TRANSLATION_MM,
+    MIN_NCC_3D,
+    MIN_OVERLAP_FRACTION,
+    MatchResult,
+    MatchType,
+    StopReason,
+)
+
+#: default pyramid voxel sizes (mm), coarse to fine
+DEFAULT_LEVELS_MM = (4.0, 2.0, 1.0)
+#: Gauss-Newton stops on a level when the update is below this share of the level's voxel size
+STEP_TOLERANCE_FRACTION = 0.005
+#: rotation update tolerance (degrees) at the finest level
+ROTATION_TOLERANCE_DEG = 0.002
+
+
+@dataclass(frozen=True)
+class BoxROI:
+    """Axis-aligned box in **reference** patient mm: centre and half sizes (x, y, z)."""
+
+    center_mm: tuple[float, float, float]
+    half_size_mm: tuple[float, float, float]
+
+    def contains(self, points_mm: NDArray[np.float64]) -> NDArray[np.bool_]:
+        d = np.abs(points_mm - np.asarray(self.center_mm)) <= np.asarray(self.half_size_mm)
+        return np.all(d, axis=1)
+
+
+# ----------------------------------------------------------------------------- grids
+@dataclass(frozen=True, eq=False)
+class _Grid:
+    """A level image: array (nz, ny, nx) float32 and its index↔patient affine."""
+
+    array: NDArray[np.float32]
+    affine: NDArray[np.float64]  # 3x3 direction * spacing
+    origin: NDArray[np.float64]
+
+    @property
+    def affine_inv(self) -> NDArray[np.float64]:
+        return np.linalg.inv(self.affine)
+
+    def points_mm(self, mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+        kji = np.argwhere(mask).astype(np.float64)
+        return kji[:, ::-1] @ self.affine.T + self.origin
+
+    def to_kji(self, points_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+        ijk = (points_mm - self.origin) @ self.affine_inv.T
+        return ijk[:, ::-1]
+
+
+def _sitk_image(vol: Volume, array: NDArray[Any] | None = None) -> Any:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(vol.array if array is None else array, dtype=np.float32))
+    img.SetOrigin(tuple(vol.origin_mm))
+    img.SetSpacing(tuple(vol.spacing_mm))
+    img.SetDirection(tuple(float(v) for v in np.asarray(vol.direction).ravel()))
+    return img
+
+
+def _grid_of(img: Any) -> _Grid:
+    import SimpleITK as sitk
+
+    d = np.asarray(img.GetDirection(), float).reshape(3, 3)
+    return _Grid(sitk.GetArrayFromImage(img).astype(np.float32, copy=False),
+                 d * np.asarray(img.GetSpacing(), float)[None, :], np.asarray(img.GetOrigin(), float))
+
+
+def _smooth_resample(img: Any, target_mm: float) -> Any:
+    """Anti-aliased resampling of *img* to voxels of ``max(native, target_mm)`` per axis."""
+    import SimpleITK as sitk
+
+    sp = np.asarray(img.GetSpacing(), float)
+    new = np.maximum(sp, target_mm)
+    sigma = 0.5 * np.sqrt(np.maximum(new**2 - sp**2, 0.0))
+    out = img
+    for axis, s in enumerate(sigma):
+        if s > 0.25 * sp[axis]:
+            out = sitk.RecursiveGaussian(out, float(s), False, sitk.RecursiveGaussianImageFilter.ZeroOrder, axis)
+    if np.allclose(new, sp):
+        return sitk.Cast(out, sitk.sitkFloat32)
+    size = np.maximum(np.floor(np.asarray(img.GetSize()) * sp / new).astype(int), 1)
+    d = np.asarray(img.GetDirection(), float).reshape(3, 3)
+    origin = np.asarray(img.GetOrigin(), float) + d @ ((new - sp) / 2.0)
+    out = sitk.Cast(out, sitk.sitkFloat32)
+    return sitk.Resample(out, [int(v) for v in size], sitk.Transform(), sitk.sitkLinear, tuple(origin),
+                         tuple(float(v) for v in new), img.GetDirection(), 0.0, sitk.sitkFloat32)
+
+
+def _highpass(img: Any, mask: Any | None, sigma_mm: float | None) -> Any:
+    """``img − G_sigma * img`` (normalised convolution inside *mask* when given)."""
+    import SimpleITK as sitk
+
+    if not sigma_mm:
+        return img
+    f32 = sitk.sitkFloat32
+    img = sitk.Cast(img, f32)
+    if mask is None:
+        return img - sitk.Cast(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm)), f32)
+    mask = sitk.Cast(mask, f32)
+    num = sitk.Cast(sitk.SmoothingRecursiveGaussian(img * mask, float(sigma_mm)), f32)
+    den = sitk.Cast(sitk.SmoothingRecursiveGaussian(mask, float(sigma_mm)), f32)
+    den = sitk.Cast(sitk.Maximum(den, 1e-3), f32)
+    return (img - sitk.Divide(num, den)) * mask
+
+
+def field_of_view_mask(verification: Volume, *, erode_voxels: int = 2) -> NDArray[np.bool_]:
+    """Valid-reconstruction mask of a CBCT: voxels that are not the constant padding value.
+
+    The padding value is the most frequent exact value when it fills ≥ 2 % of the grid (a noisy
+    reconstruction never repeats one value that often); otherwise every voxel is valid. The mask
+    is eroded by *erode_voxels* in-plane to stay clear of the edge.
+    """
+    from scipy import ndimage
+
+    a = verification.array
+    sample = a[:: max(1, a.shape[0] // 16), ::4, ::4].ravel()
+    values, counts = np.unique(sample, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < 0.02 * sample.size:
+        return np.ones(a.shape, bool)
+    mask = a != values[top]
+    if erode_voxels > 0:
+        st = np.zeros((1, 3, 3), bool)
+        st[0] = True
+        mask = ndimage.binary_erosion(mask, structure=st, iterations=erode_voxels)
+    # fill isolated padding-valued voxels inside the FOV (e.g. exact -1000 air)
+    return ndimage.binary_fill_holes(mask, structure=np.ones((1, 3, 3), bool)) if mask.any() else mask
+
+
+# ----------------------------------------------------------------------------- the registration
+def _crop_reference(reference: Volume, verification: Volume, s_init: NDArray[np.float64], margin_mm: float) -> Volume:
+    nz, ny, nx = verification.shape
+    corners = np.array([[i, j, k] for i in (0, nx - 1) for j in (0, ny - 1) for k in (0, nz - 1)], float)
+    c_mm = verification.index_to_patient_mm(corners)
+    c_ref = c_mm @ s_init[:3, :3].T + s_init[:3, 3]
+    centre = c_ref.mean(axis=0)
+    grown = centre + (c_ref - centre) * 1.0 + np.sign(c_ref - centre) * margin_mm
+    ijk = reference.patient_to_index(grown)
+    lo = np.maximum(np.floor(ijk.min(axis=0)).astype(int), 0)
+    hi = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 1, np.array(reference.shape[::-1]))
+    if np.any(hi - lo < 2):
+        raise RegistrationError("3D/3D: the verification volume does not overlap the reference CT (no overlap)")
+    arr = reference.array[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+    origin = reference.index_to_patient_mm([lo])[0]
+    return Volume(arr, tuple(origin), reference.spacing_mm, reference.direction)
+
+
+def _delta_matrix(omega: NDArray[np.float64], tau: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rigid update ``p -> R(omega)(p - c) + c + tau`` (omega: rotation vector, rad)."""
+    theta = float(np.linalg.norm(omega))
+    k = np.array([[0, -omega[2], omega[1]], [omega[2], 0, -omega[0]], [-omega[1], omega[0], 0]])
+    if theta < 1e-12:
+        r = np.eye(3) + k
+    else:
+        kn = k / theta
+        r = np.eye(3) + np.sin(theta) * kn + (1 - np.cos(theta)) * (kn @ kn)
+    m = np.eye(4)
+    m[:3, :3] = r
+    m[:3, 3] = c - r @ c + tau
+    return m
+
+
+@dataclass(frozen=True, eq=False)
+class _Level:
+    spacing_mm: float
+    fixed_points: NDArray[np.float64]  # (N, 3) verification patient mm
+    fixed_values: NDArray[np.float64]
+    moving: _Grid
+    moving_grad: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]
+
+
+def _prepare_level(ref_img: Any, ver_img: Any, ver_mask_img: Any, spacing: float, highpass_mm: float | None,
+                   roi_fn: Any, s: NDArray[np.float64], max_samples: int) -> _Level:
+    import SimpleITK as sitk
+
+    f_img = _smooth_resample(ver_img, spacing)
+    m_img = _smooth_resample(ref_img, spacing)
+    fm_img = sitk.Resample(ver_mask_img, f_img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    fm_img = sitk.BinaryThreshold(fm_img, 0.999, 2.0, 1, 0)
+    fm_img = sitk.Cast(fm_img, sitk.sitkFloat32)
+    f_img = _highpass(f_img, fm_img, highpass_mm)
+    m_img = _highpass(m_img, None, highpass_mm)
+    f_grid, m_grid = _grid_of(f_img), _grid_of(m_img)
+    fmask = sitk.GetArrayViewFromImage(fm_img) > 0.5
+    pts = f_grid.points_mm(fmask)
+    vals = f_grid.array[fmask].astype(np.float64)
+    if roi_fn is not None and len(pts):
+        keep = roi_fn(pts @ s[:3, :3].T + s[:3, 3])
+        pts, vals = pts[keep], vals[keep]
+    if len(pts) > max_samples:
+        step = int(np.ceil(len(pts) / max_samples))
+        pts, vals = pts[::step], vals[::step]
+    grads = np.gradient(m_grid.array)
+    return _Level(spacing, pts, vals, m_grid, tuple(np.ascontiguousarray(g, dtype=np.float32) for g in grads))
+
+
+def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterations: int,
+                  rot_tol_rad: float) -> tuple[NDArray[np.float64], int, bool, float, float]:
+    """Minimise over S on one level. Returns (S, iterations, converged, ncc, valid fraction)."""
+    from openigrt.match._kernels import sample_value_and_gradient
+
+    q = level.fixed_points
+    a_inv_t = level.moving.affine_inv.T
+    step_tol = STEP_TOLERANCE_FRACTION * level.spacing_mm
+    converged = False
+    it = 0
+    for it in range(1, max_iterations + 1):
+        p = q @ s[:3, :3].T + s[:3, 3]
+        val, g_kji, valid = sample_value_and_gradient(level.moving.array, level.moving_grad, level.moving.to_kji(p))
+        if valid.sum() < 100:
+            raise RegistrationError("3D/3D: no overlap between the images at the current estimate")
+        pv, mv, fv = p[valid], val[valid], level.fixed_values[valid]
+        g = g_kji[valid][:, ::-1] @ a_inv_t.T  # d M / d p (patient mm)
+        c = pv.mean(axis=0)
+        cols = [mv, np.ones_like(mv)]
+        if dof == 6:
+            cols += list(np.cross(pv - c, g).T)
+        cols += list(g.T)
+        x = np.column_stack(cols)
+        scale = np.sqrt((x * x).mean(axis=0)) + 1e-12
+        xs = x / scale
+        h = xs.T @ xs
+        h[np.diag_indices_from(h)] *= 1.0 + 1e-6
+        beta = np.linalg.solve(h, xs.T @ fv) / scale
+        gain = beta[0]
+        if abs(gain) < 1e-9:
+            raise RegistrationError("3D/3D: images do not correlate (intensity gain fitted as zero)")
+        d = beta[2:] / gain
+        omega = d[:3] if dof == 6 else np.zeros(3)
+        tau = d[3:] if dof == 6 else d
+        tn = float(np.linalg.norm(tau))
+        if tn > 2 * level.spacing_mm:
+            tau = tau * (2 * level.spacing_mm / tn)
+        on = float(np.linalg.norm(omega))
+        if on > np.deg2rad(2.0):
+            omega = omega * (np.deg2rad(2.0) / on)
+        s = _delta_matrix(omega, tau, c) @ s
+        if tn < step_tol and on < rot_tol_rad:
+            converged = True
+            break
+    p = q @ s[:3, :3].T + s[:3, 3]
+    val, _, valid = sample_value_and_gradient(level.moving.array, level.moving_grad, level.moving.to_kji(p))
+    ncc = float(np.corrcoef(val[valid], level.fixed_values[valid])[0, 1]) if valid.sum() > 10 else -1.0
+    return s, it, converged, ncc, float(valid.mean())
+
+
+def _coarse_translation_search(level: _Level, ver_shape_img: Any, s: NDArray[np.float64],
+                               search_range_mm: float, fixed_grid_and_mask: tuple[_Grid, NDArray[np.bool_]]
+                               ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Exhaustive masked-NCC translation search; returns the updated S and a report."""
+    from openigrt.match._kernels import sample_value_and_gradient
+    from openigrt.match._ncc import masked_ncc_search
+
+    f_grid, f_mask = fixed_grid_and_mask
+    nz, ny, nx = f_grid.array.shape
+    kji = np.indices((nz, ny, nx)).reshape(3, -1).T.astype(np.float64)
+    q = kji[:, ::-1] @ f_grid.affine.T + f_grid.origin
+    p = q @ s[:3, :3].T + s[:3, 3]
+    val, _, valid = sample_value_and_gradient(level.moving.array, level.moving_grad, level.moving.to_kji(p))
+    moving_on_fixed = val.reshape(nz, ny, nx)
+    valid = valid.reshape(nz, ny, nx)
+    sp = np.linalg.norm(f_grid.affine, axis=0)[::-1]  # (k, j, i) voxel sizes
+    peak = masked_ncc_search(f_grid.array, moving_on_fixed, fixed_mask=f_mask, moving_mask=valid,
+                             max_shift=tuple(search_range_mm / sp), min_overlap_fraction=0.3)
+    if peak.ncc <= -1.0:
+        raise RegistrationError("3D/3D: no overlap between the verification and reference volumes")
+    u_ijk = np.asarray(peak.shift)[::-1]
+    shift_mm = f_grid.affine @ u_ijk
+    # F(q) ≈ M(S(q - shift)): S' = S ∘ translate(-shift)
+    t = np.eye(4)
+    t[:3, 3] = -shift_mm
+    return s @ t, {"shift_mm": shift_mm.tolist(), "ncc": peak.ncc}
+
+
+def register_3d3d(
+    reference: Volume,
+    verification: Volume,
+    *,
+    dof: int = 6,
+    roi: BoxROI | None = None,
+    reference_roi_mask: NDArray[np.bool_] | None = None,
+    verification_mask: NDArray[np.bool_] | None = None,
+    initial: RigidTransform | None = None,
+    search_range_mm: float = 20.0,
+    levels_mm: tuple[float, ...] = DEFAULT_LEVELS_MM,
+    highpass_mm: float | None = 15.0,
+    clip_hu: tuple[float, float] = (-1000.0, 1500.0),
+    max_iterations: int = 25,
+    max_samples: int = 300_000,
+) -> MatchResult:
+    """Rigid CBCT-to-CT registration (MATCH-3).
+
+    Parameters
+    ----------
+    reference : Volume
+        Planning CT in HU, array ``(nz, ny, nx)``.
+    verification : Volume
+        Verification CBCT (any grid, any HU offset/scale; noise, shading, truncated FOV).
+    dof : {3, 6}
+        3 = translations only; 6 = translations + rotations.
+    roi : BoxROI, optional
+        Region of interest in reference patient mm (e.g. a box around the isocenter/target).
+    reference_roi_mask : ndarray of bool, optional
+        Structure mask on the reference grid (e.g. the PTV grown by a margin); combined with *roi*.
+    verification_mask : ndarray of bool, optional
+        Valid CBCT voxels (default: :func:`field_of_view_mask`).
+    initial : RigidTransform, optional
+        Starting estimate (reference → verification); default identity, then the coarse search.
+    search_range_mm : float
+        Half-range of the exhaustive translation search per axis (0 disables it).
+    levels_mm, highpass_mm, clip_hu, max_iterations, max_samples
+        Pyramid voxel sizes (coarse → fine), high-pass Gaussian sigma (None: off), HU window of the
+        reference, Gauss-Newton iterations per level, sample points per level (regular stride).
+
+    Returns
+    -------
+    MatchResult
+        ``transform`` maps reference patient mm → verification patient mm.
+
+    Raises
+    ------
+    RegistrationError
+        Blank image, no overlap, divergence or final NCC below ``MIN_NCC_3D``.
+    """
+    import SimpleITK as sitk
+
+    t0 = time.perf_counter()
+    if dof not in (3, 6):
+        raise ValueError(f"dof must be 3 or 6, got {dof}")
+    fov = field_of_view_mask(verification) if verification_mask is None else np.asarray(verification_mask, bool)
+    if fov.shape != verification.shape:
+        raise ValueError(f"verification_mask shape {fov.shape} differs from the volume {verification.shape}")
+    _check_not_blank(verification.array, fov, "verification volume")
+    _check_not_blank(reference.array, None, "reference CT")
+    init = RigidTransform.identity() if initial is None else initial
+    s = init.inverse().matrix.copy()  # verification -> reference
+    ref_c = _crop_reference(reference, verification, s, search_range_mm + 20.0)
+    ref_img = _sitk_image(ref_c, np.clip(ref_c.array, *clip_hu))
+    ver_img = _sitk_image(verification)
+    mask_img = _sitk_image(verification, fov.astype(np.float32))
+    roi_fn = _roi_function(reference, roi, reference_roi_mask)
+    details: dict[str, Any] = {"levels": []}
+    total_it, converged, ncc, frac = 0, False, -1.0, 0.0
+    for li, spacing in enumerate(levels_mm):
+        level = _prepare_level(ref_img, ver_img, mask_img, spacing, highpass_mm, roi_fn, s, max_samples)
+        if len(level.fixed_points) < 100:
+            raise RegistrationError("3D/3D: fewer than 100 sample points inside the CBCT field of view and ROI")
+        if np.std(level.fixed_values) < BLANK_STD:
+            raise RegistrationError("3D/3D: the verification volume is blank inside its field of view / ROI")
+        if li == 0 and search_range_mm > 0:
+            fg = _coarse_fixed_grid(ver_img, mask_img, spacing, highpass_mm, roi_fn, s)
+            s, rep = _coarse_translation_search(level, ver_img, s, search_range_mm, fg)
+            details["coarse_search"] = rep
+        last = li == len(levels_mm) - 1
+        rot_tol = np.deg2rad(ROTATION_TOLERANCE_DEG if last else 10 * ROTATION_TOLERANCE_DEG)
+        s, it, converged, ncc, frac = _gauss_newton(level, s, dof=dof, max_iterations=max_iterations,
+                                                     rot_tol_rad=rot_tol)
+        total_it += it
+        details["levels"].append({"spacing_mm": spacing, "iterations": it, "samples": len(level.fixed_points),
+                                  "ncc": ncc, "converged": converged})
+    result = RigidTransform(_orthonormalise(s)).inverse()
+    _check_solution(result, init, ncc, frac, MIN_NCC_3D, "3D/3D")
+    return MatchResult(
+        transform=result, match_type=MatchType.VOLUME_3D, dof=dof, metric=ncc,
+        metric_name="NCC (high-pass, masked)", iterations=total_it,
+        stop_reason=StopReason.CONVERGED if converged else StopReason.MAX_ITERATIONS,
+        overlap_fraction=frac, elapsed_s=time.perf_counter() - t0, details=details,
+    )
+
+
+def _coarse_fixed_grid(ver_img: Any, mask_img: Any, spacing: float, highpass_mm: float | None, roi_fn: Any,
+                       s: NDArray[np.float64]) -> tuple[_Grid, NDArray[np.bool_]]:
+    import SimpleITK as sitk
+
+    f_img = _smooth_resample(ver_img, spacing)
+    fm = sitk.Resample(mask_img, f_img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    fm = sitk.Cast(sitk.BinaryThreshold(fm, 0.999, 2.0, 1, 0), sitk.sitkFloat32)
+    grid = _grid_of(_highpass(f_img, fm, highpass_mm))
+    mask = sitk.GetArrayFromImage(fm) > 0.5
+    if roi_fn is not None:
+        idx = np.argwhere(mask)
+        pts = idx[:, ::-1].astype(float) @ grid.affine.T + grid.origin
+        keep = roi_fn(pts @ s[:3, :3].T + s[:3, 3])
+        mask = np.zeros_like(mask)
+        mask[tuple(idx[keep].T)] = True
+    return grid, mask
+
+
+def _roi_function(reference: Volume, roi: BoxROI | None, mask: NDArray[np.bool_] | None) -> Any:
+    if roi is None and mask is None:
+        return None
+    if mask is not None and mask.shape != reference.shape:
+        raise ValueError(f"reference_roi_mask shape {mask.shape} differs from the reference {reference.shape}")
+
+    def fn(points_ref_mm: NDArray[np.float64]) -> NDArray[np.bool_]:
+        keep = np.ones(len(points_ref_mm), bool) if roi is None else roi.contains(points_ref_mm)
+        if mask is not None:
+            ijk = np.rint(reference.patient_to_index(points_ref_mm)).astype(int)
+            inside = np.all((ijk >= 0) & (ijk < np.array(reference.shape[::-1])), axis=1)
+            hit = np.zeros(len(ijk), bool)
+            hit[inside] = mask[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
+            keep &= hit
+        return keep
+
+    return fn
+
+
+def _check_not_blank(array: NDArray[Any], mask: NDArray[np.bool_] | None, what: str) -> None:
+    sub = array[::2, ::4, ::4] if mask is None else array[mask]
+    if sub.size == 0:
+        raise RegistrationError(f"3D/3D: the {what} has no valid voxel (empty field of view)")
+    if float(np.std(sub)) < BLANK_STD:
+        raise RegistrationError(f"3D/3D: the {what} is blank (constant value {float(sub.flat[0]):g})")
+
+
+def _orthonormalise(m: NDArray[np.float64]) -> NDArray[np.float64]:
+    u, _, vt = np.linalg.svd(m[:3, :3])
+    out = m.copy()
+    out[:3, :3] = u @ vt
+    return out
+
+
+def _check_solution(result: RigidTransform, init: RigidTransform, ncc: float, frac: float, min_ncc: float,
+                    what: str) -> None:
+    step = result.compose(init.inverse())
+    if np.linalg.norm(step.translation_mm) > MAX_TRANSLATION_MM or step.rotation_angle_deg() > MAX_ROTATION_DEG:
+        raise RegistrationError(
+            f"{what}: diverged (solution {np.round(step.translation_mm, 1).tolist()} mm, "
+            f"{step.rotation_angle_deg():.1f}° from the start)")
+    if frac < MIN_OVERLAP_FRACTION:
+        raise RegistrationError(f"{what}: only {100 * frac:.0f}% of the sample points overlap (no overlap)")
+    if not np.isfinite(ncc) or ncc < min_ncc:
+        raise RegistrationError(f"{what}: final NCC {ncc:.3f} below {min_ncc} (metric too poor)")
