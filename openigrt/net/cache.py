@@ -1,0 +1,550 @@
+"""Durable cache of received and imported instances, with a SQLite index (NET-7, NET-8, NET-12, LOAD-3).
+
+Layout under the cache root (``settings.cache_dir``)::
+
+    instances/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm   Part 10 files
+    index.sqlite3                                                            the index (WAL)
+
+Guarantees
+----------
+* **Never a partial file.** :func:`atomic_write` writes to a temporary name in the target
+  directory (``.<name>.<pid>.<random>.tmp``), ``fsync``\\ s the file, renames it over the final
+  name and ``fsync``\\ s the directory. A crash or SIGKILL at any point leaves either the old
+  state or the complete new file; orphaned temporary files of dead processes are removed by
+  :meth:`InstanceCache.remove_stale_temp_files` (called when the cache is opened).
+* **Index after file.** :meth:`InstanceCache.store` returns only after the file is durable and
+  its index row is committed, so a caller (the Storage SCP) may then answer success. The index
+  runs in WAL mode with ``synchronous=FULL``; it is safe across threads (one connection per
+  thread) and processes (SQLite locking, busy timeout), and survives restarts.
+* **Data set bytes unchanged.** The data set is stored exactly as received or read; the File
+  Meta Information is written by us (our Implementation Class UID / Version Name, the Media
+  Storage UIDs taken from the data set, the original transfer syntax, and the sender's AE title
+  as Source Application Entity Title).
+
+``atomic_write`` is public: the embedded archive (``openigrt.archive``) uses it too.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> n = atomic_write(root / "a.bin", [b"hello ", b"world"])
+>>> (root / "a.bin").read_bytes(), n
+(b'hello world', 11)
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from openigrt.errors import CacheError, DicomInputError, UnsupportedObjectError
+from openigrt.net.header import InstanceHeader, check_structure, is_implicit_syntax, read_header, split_part10
+from openigrt.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pydicom import Dataset
+
+LOG = logging.getLogger("openigrt.net.cache")
+
+INDEX_NAME = "index.sqlite3"
+INSTANCES_DIR = "instances"
+_SCHEMA_VERSION = 1
+_TMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
+_UID_DIR_RE = re.compile(r"[^0-9.]")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid      TEXT PRIMARY KEY,
+    sop_class_uid         TEXT NOT NULL,
+    study_instance_uid    TEXT NOT NULL,
+    series_instance_uid   TEXT NOT NULL,
+    patient_id            TEXT NOT NULL,
+    patient_name          TEXT NOT NULL,
+    modality              TEXT NOT NULL,
+    specific_character_set TEXT NOT NULL,
+    frame_of_reference_uid TEXT NOT NULL,
+    instance_number       TEXT NOT NULL,
+    path                  TEXT NOT NULL,
+    transfer_syntax_uid   TEXT NOT NULL,
+    source_ae_title       TEXT NOT NULL,
+    received_at           TEXT NOT NULL,
+    size                  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances (series_instance_uid);
+CREATE INDEX IF NOT EXISTS instances_study ON instances (study_instance_uid);
+"""
+
+
+# --------------------------------------------------------------------------- atomic write
+def fsync_dir(path: Path) -> None:
+    """``fsync`` a directory so a rename/creation inside it is durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    """Temporary sibling name used by :func:`atomic_write` (carries our PID for cleanup)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: Path, chunks: Iterable[bytes | bytearray | memoryview], *, durable: bool = True) -> int:
+    """Write *chunks* to *path* atomically; return the number of bytes written.
+
+    Parameters
+    ----------
+    path
+        Final file name; its directory must exist.
+    chunks
+        Byte strings written in order.
+    durable
+        ``fsync`` the file before the rename and the directory after it (default). Turn off only
+        for scratch data.
+
+    Raises
+    ------
+    OSError
+        Whatever the file system says (ENOSPC, EACCES, EROFS ...); the temporary file is removed
+        and *path* is untouched.
+    """
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    total = 0
+    try:
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                    total += n
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if durable:
+        fsync_dir(path.parent)
+    return total
+
+
+def ensure_dir(path: Path, *, durable: bool = True) -> None:
+    """Create *path* and its missing parents, fsyncing each parent of a new directory."""
+    if path.is_dir():
+        return
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        if durable:
+            fsync_dir(d.parent)
+
+
+def encode_file_meta(*, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str,
+                     source_ae_title: str = "", implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
+                     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME) -> bytes:
+    """Return preamble + ``DICM`` + File Meta Information group (PS3.10 7.1)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = transfer_syntax_uid
+    meta.ImplementationClassUID = implementation_class_uid
+    meta.ImplementationVersionName = implementation_version_name
+    if source_ae_title.strip():
+        meta.SourceApplicationEntityTitle = source_ae_title.strip()
+    fp = io.BytesIO()
+    fp.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)  # type: ignore[arg-type]
+    return fp.getvalue()
+
+
+# --------------------------------------------------------------------------- index rows
+@dataclass(frozen=True)
+class CachedInstance:
+    """One cached instance: its index row. ``path`` is absolute."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    patient_id: str
+    patient_name: str
+    modality: str
+    specific_character_set: str
+    frame_of_reference_uid: str
+    instance_number: str
+    path: Path
+    transfer_syntax_uid: str
+    source_ae_title: str
+    received_at: str
+    size: int
+
+    def read(self, *, stop_before_pixels: bool = False) -> Dataset:
+        """Read the cached file with pydicom."""
+        from pydicom import dcmread
+
+        try:
+            return dcmread(self.path, stop_before_pixels=stop_before_pixels)
+        except FileNotFoundError:
+            raise CacheError(f"cached file of {self.sop_instance_uid} is missing: {self.path}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready)."""
+        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
+
+
+_COLUMNS = [f.name for f in fields(CachedInstance)]
+
+
+def _uid_dir(uid: str) -> str:
+    clean = _UID_DIR_RE.sub("_", uid.strip())[:64]
+    return clean or "unknown"
+
+
+# --------------------------------------------------------------------------- the cache
+class InstanceCache:
+    """The cache of instances on disk plus its index.
+
+    Parameters
+    ----------
+    root
+        Cache directory (created when missing).
+    implementation_class_uid, implementation_version_name
+        Written into the File Meta Information of cached files.
+
+    Raises
+    ------
+    CacheError
+        The directory or index cannot be created/opened.
+    """
+
+    def __init__(self, root: Path, *, implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
+                 implementation_version_name: str = IMPLEMENTATION_VERSION_NAME) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.instances_dir = self.root / INSTANCES_DIR
+        self.index_path = self.root / INDEX_NAME
+        self.implementation_class_uid = implementation_class_uid
+        self.implementation_version_name = implementation_version_name
+        self._local = threading.local()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        try:
+            ensure_dir(self.instances_dir)
+            self._init_schema()
+        except (OSError, sqlite3.Error) as exc:
+            raise CacheError(f"cannot open the cache at {self.root}: {exc}") from None
+        self.remove_stale_temp_files()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> InstanceCache:
+        """Open the cache of ``settings.cache_dir`` with our implementation identity."""
+        return cls(settings.cache_dir, implementation_class_uid=settings.network.implementation_class_uid,
+                   implementation_version_name=settings.network.implementation_version_name)
+
+    # ----------------------------------------------------------------- sqlite plumbing
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.index_path, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._all_conns.append(conn)
+        return conn
+
+    def _init_schema(self) -> None:
+        conn = self._conn()
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            LOG.warning("cache index %s is not in WAL mode (%s)", self.index_path, mode)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _SCHEMA_VERSION):
+            raise CacheError(f"cache index {self.index_path} has schema {version}, expected {_SCHEMA_VERSION}")
+        with conn:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close every index connection opened by this object."""
+        with self._conns_lock:
+            for conn in self._all_conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+            self._all_conns.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> InstanceCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- writing
+    def path_for(self, header: InstanceHeader) -> Path:
+        """Final path of an instance in the cache."""
+        return (self.instances_dir / _uid_dir(header.study_instance_uid) / _uid_dir(header.series_instance_uid)
+                / f"{_uid_dir(header.sop_instance_uid)}.dcm")
+
+    def store(self, dataset: bytes | memoryview, *, transfer_syntax_uid: str, header: InstanceHeader | None = None,
+              source_ae_title: str = "", checked: bool = False) -> CachedInstance:
+        """Store an encoded data set durably and index it; return its index row.
+
+        Parameters
+        ----------
+        dataset
+            The encoded data set (no meta), kept byte for byte.
+        transfer_syntax_uid
+            Its transfer syntax (written to the File Meta Information and the index).
+        header
+            Its header when the caller already read it (the SCP does), else read here.
+        source_ae_title
+            The sender's AE title (or ``""`` for file import).
+        checked
+            True when the caller already ran :func:`~openigrt.net.header.check_structure`.
+
+        Raises
+        ------
+        DicomInputError
+            The data set is undecodable or has no valid SOP Class/Instance UID.
+        CacheError
+            The file or index cannot be written (disk full, read-only, ...).
+        """
+        if not checked:
+            check_structure(dataset, implicit_vr=is_implicit_syntax(transfer_syntax_uid))
+        hdr = header or read_header(dataset, transfer_syntax_uid=transfer_syntax_uid)
+        if not is_valid_uid(hdr.sop_instance_uid) or not is_valid_uid(hdr.sop_class_uid):
+            raise DicomInputError(
+                f"invalid SOP Class/Instance UID {hdr.sop_class_uid!r}/{hdr.sop_instance_uid!r}"
+            )
+        meta = encode_file_meta(
+            sop_class_uid=hdr.sop_class_uid, sop_instance_uid=hdr.sop_instance_uid,
+            transfer_syntax_uid=transfer_syntax_uid, source_ae_title=source_ae_title,
+            implementation_class_uid=self.implementation_class_uid,
+            implementation_version_name=self.implementation_version_name,
+        )
+        path = self.path_for(hdr)
+        try:
+            ensure_dir(path.parent)
+            size = atomic_write(path, (meta, dataset))
+        except OSError as exc:
+            raise CacheError(_os_message(exc, path)) from None
+        row = CachedInstance(
+            **{k: getattr(hdr, k) for k in (f.name for f in fields(InstanceHeader))},
+            path=path, transfer_syntax_uid=transfer_syntax_uid, source_ae_title=source_ae_title.strip(),
+            received_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), size=size,
+        )
+        self._index(row)
+        return row
+
+    def _index(self, row: CachedInstance) -> None:
+        values = row.as_dict()
+        values["path"] = str(row.path.relative_to(self.root))
+        try:
+            conn = self._conn()
+            with conn:
+                old = conn.execute("SELECT path FROM instances WHERE sop_instance_uid=?",
+                                   (row.sop_instance_uid,)).fetchone()
+                conn.execute(
+                    f"INSERT OR REPLACE INTO instances ({', '.join(_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _COLUMNS)})", [values[c] for c in _COLUMNS])
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot update the cache index {self.index_path}: {exc}") from None
+        if old and old[0] != values["path"]:
+            try:
+                (self.root / old[0]).unlink()
+            except OSError:
+                pass
+
+    def store_file(self, path: Path, *, source_ae_title: str = "") -> CachedInstance:
+        """Import a Part 10 file (NET-12): data set bytes kept, File Meta rewritten.
+
+        Raises
+        ------
+        DicomInputError
+            Not a DICOM file, truncated, or SOP UIDs missing; the message names the file.
+        """
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DicomInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        split = split_part10(data, name=str(path))
+        body = memoryview(data)[split.dataset_offset:]
+        try:
+            check_structure(body, implicit_vr=is_implicit_syntax(split.transfer_syntax_uid))
+            header = read_header(body, transfer_syntax_uid=split.transfer_syntax_uid)
+        except UnsupportedObjectError as exc:
+            raise UnsupportedObjectError(f"{path}: {exc}") from None
+        except DicomInputError as exc:
+            raise DicomInputError(f"{path}: {exc}") from None
+        if split.has_meta and split.media_sop_instance_uid and split.media_sop_instance_uid != header.sop_instance_uid:
+            LOG.warning("%s: File Meta Media Storage SOP Instance UID %s differs from the data set's %s; "
+                        "the data set's is used", path, split.media_sop_instance_uid, header.sop_instance_uid)
+        try:
+            return self.store(body, transfer_syntax_uid=split.transfer_syntax_uid, header=header,
+                              source_ae_title=source_ae_title, checked=True)
+        except DicomInputError as exc:
+            raise DicomInputError(f"{path}: {exc}") from None
+
+    def store_dataset(self, ds: Dataset, *, source_ae_title: str = "") -> CachedInstance:
+        """Encode a pydicom Dataset in its file meta's transfer syntax (default Implicit VR LE) and store it."""
+        from pydicom.filewriter import write_dataset
+        from pydicom.filebase import DicomBytesIO
+
+        ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+        implicit = is_implicit_syntax(ts)
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, implicit
+        try:
+            write_dataset(fp, ds)
+        except Exception as exc:
+            raise DicomInputError(f"cannot encode data set {ds.get('SOPInstanceUID', '?')}: {exc}") from None
+        return self.store(fp.getvalue(), transfer_syntax_uid=ts, source_ae_title=source_ae_title)
+
+    # ----------------------------------------------------------------- reading
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[CachedInstance]:
+        try:
+            cur = self._conn().execute(f"SELECT {', '.join(_COLUMNS)} FROM instances {sql}", tuple(args))
+            rows = cur.fetchall()
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot read the cache index {self.index_path}: {exc}") from None
+        out = []
+        for r in rows:
+            d = dict(zip(_COLUMNS, r, strict=True))
+            d["path"] = self.root / d["path"]
+            out.append(CachedInstance(**d))
+        return out
+
+    def get(self, sop_instance_uid: str) -> CachedInstance | None:
+        """Return the index row of *sop_instance_uid*, or None."""
+        rows = self._rows("WHERE sop_instance_uid=?", (sop_instance_uid,))
+        return rows[0] if rows else None
+
+    def query(self, *, study_instance_uid: str | None = None, series_instance_uid: str | None = None,
+              sop_class_uid: str | None = None, modality: str | None = None,
+              patient_id: str | None = None) -> list[CachedInstance]:
+        """Return the rows matching every given criterion (exact match), ordered by series/instance."""
+        crit = {"study_instance_uid": study_instance_uid, "series_instance_uid": series_instance_uid,
+                "sop_class_uid": sop_class_uid, "modality": modality, "patient_id": patient_id}
+        used = {k: v for k, v in crit.items() if v is not None}
+        where = ("WHERE " + " AND ".join(f"{k}=?" for k in used)) if used else ""
+        return self._rows(f"{where} ORDER BY series_instance_uid, CAST(instance_number AS INTEGER), "
+                          "sop_instance_uid", used.values())
+
+    def __len__(self) -> int:
+        try:
+            return int(self._conn().execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot read the cache index {self.index_path}: {exc}") from None
+
+    def __iter__(self) -> Iterator[CachedInstance]:
+        return iter(self.query())
+
+    # ----------------------------------------------------------------- maintenance
+    def remove(self, sop_instance_uid: str) -> bool:
+        """Remove an instance (file and row); return True when it was present."""
+        row = self.get(sop_instance_uid)
+        if row is None:
+            return False
+        try:
+            with self._conn() as conn:
+                conn.execute("DELETE FROM instances WHERE sop_instance_uid=?", (sop_instance_uid,))
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot update the cache index {self.index_path}: {exc}") from None
+        try:
+            row.path.unlink()
+        except FileNotFoundError:
+            pass
+        return True
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete temporary files left by dead processes (crash, SIGKILL); return how many."""
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.instances_dir):
+            for name in files:
+                m = _TMP_RE.match(name)
+                if m and not _pid_alive(int(m.group(1))):
+                    try:
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+                    except OSError:
+                        pass
+        if removed:
+            LOG.info("removed %d stale temporary file(s) from %s", removed, self.instances_dir)
+        return removed
+
+    def reindex(self) -> int:
+        """Index every ``.dcm`` file under ``instances/`` that the index lacks; return how many.
+
+        The files carry everything the index holds, so a lost or damaged index can be rebuilt.
+        """
+        known = {str(r.path) for r in self.query()}
+        added = 0
+        for path in sorted(self.instances_dir.rglob("*.dcm")):
+            if str(path) in known:
+                continue
+            try:
+                data = path.read_bytes()
+                split = split_part10(data, name=str(path))
+                body = memoryview(data)[split.dataset_offset:]
+                hdr = read_header(body, transfer_syntax_uid=split.transfer_syntax_uid)
+            except (OSError, DicomInputError) as exc:
+                LOG.warning("reindex: skipping %s: %s", path, exc)
+                continue
+            stat = path.stat()
+            self._index(CachedInstance(
+                **{k: getattr(hdr, k) for k in (f.name for f in fields(InstanceHeader))}, path=path,
+                transfer_syntax_uid=split.transfer_syntax_uid, source_ae_title="",
+                received_at=datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="milliseconds"),
+                size=stat.st_size))
+            added += 1
+        return added
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _os_message(exc: OSError, path: Path) -> str:
+    reason = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system",
+              errno.EACCES: "permission denied", errno.EDQUOT: "quota exceeded"}.get(exc.errno or 0)
+    return f"cannot write {path}: {reason or exc.strerror or exc}"

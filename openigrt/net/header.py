@@ -1,0 +1,266 @@
+"""Read just enough of an encoded data set: structure check and index header (NET-7, NET-8, NET-13).
+
+The Storage SCP and file import keep a received data set's bytes unchanged. They only need to
+know (a) that the stream is a complete, well-formed little-endian data set, and (b) a few
+identifying attributes for the cache index and the status checks. Both are done here without
+decoding the whole data set:
+
+* :func:`check_structure` walks the element headers (tag, VR, length) and the items of
+  undefined-length sequences and encapsulated pixel data, and fails when a length runs past
+  the end of the stream, a VR is not a VR, or a delimiter is missing: a truncated or garbage
+  stream is refused (C000) instead of being cached. pydicom itself reads truncated values
+  silently, hence this walker.
+* :func:`read_header` reads the elements up to (0020,0052) with pydicom (values decoded per the
+  data set's Specific Character Set, e.g. ISO_IR 100 or ISO_IR 192; NET-13) into a frozen
+  :class:`InstanceHeader`.
+* :func:`split_part10` separates the File Meta Information of a Part 10 file from its data set.
+
+Only little-endian, non-deflated transfer syntaxes are walked (Implicit VR LE, Explicit VR LE and
+the encapsulated syntaxes, which are explicit VR LE); others raise
+:class:`~openigrt.errors.UnsupportedObjectError`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from openigrt.errors import DicomInputError, UnsupportedObjectError
+
+_UNDEFINED: Final = 0xFFFFFFFF
+_ITEM: Final = 0xFFFEE000
+_ITEM_DELIM: Final = 0xFFFEE00D
+_SEQ_DELIM: Final = 0xFFFEE0DD
+_MAX_DEPTH: Final = 64
+#: Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS: Final = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_SHORT_VRS: Final = frozenset({
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH",
+    b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+})
+_NOT_WALKABLE: Final = {
+    "1.2.840.10008.1.2.2": "Explicit VR Big Endian",
+    "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
+}
+#: Last tag read for the index header (Frame of Reference UID).
+_HEADER_LAST_TAG: Final = 0x00200052
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """Identifying attributes of one instance, as indexed by the cache.
+
+    Text values are decoded per the data set's Specific Character Set; missing values are ``""``.
+    """
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    modality: str = ""
+    specific_character_set: str = ""
+    frame_of_reference_uid: str = ""
+    instance_number: str = ""
+
+
+# --------------------------------------------------------------------------- structure walk
+class _Walker:
+    """Walk a little-endian data set's element headers (no value decoding)."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.buf = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        self.end = len(self.buf)
+
+    def fail(self, offset: int, what: str) -> DicomInputError:
+        return DicomInputError(f"undecodable data set at byte {offset}: {what}")
+
+    def header(self, pos: int, implicit: bool) -> tuple[int, int, bytes | None, int]:
+        """Return (tag, length, vr, value offset) of the element at *pos*."""
+        if pos + 8 > self.end:
+            raise self.fail(pos, "element header runs past the end (truncated)")
+        group, elem = struct.unpack_from("<HH", self.buf, pos)
+        tag = (group << 16) | elem
+        if tag in (_ITEM, _ITEM_DELIM, _SEQ_DELIM) or implicit:
+            return tag, struct.unpack_from("<L", self.buf, pos + 4)[0], None, pos + 8
+        vr = bytes(self.buf[pos + 4:pos + 6])
+        if vr in _SHORT_VRS:
+            return tag, struct.unpack_from("<H", self.buf, pos + 6)[0], vr, pos + 8
+        if vr in _LONG_VRS:
+            if pos + 12 > self.end:
+                raise self.fail(pos, "element header runs past the end (truncated)")
+            return tag, struct.unpack_from("<L", self.buf, pos + 8)[0], vr, pos + 12
+        raise self.fail(pos, f"invalid VR {vr!r} for tag ({group:04X},{elem:04X}) (not explicit VR?)")
+
+    def dataset(self, pos: int, end: int, implicit: bool, depth: int, *, until_delim: bool) -> int:
+        """Walk elements from *pos*; return the offset after the data set (or its delimiter)."""
+        if depth > _MAX_DEPTH:
+            raise self.fail(pos, f"sequences nested deeper than {_MAX_DEPTH} levels")
+        while pos < end:
+            tag, length, vr, value = self.header(pos, implicit)
+            if tag == _ITEM_DELIM:
+                if not until_delim:
+                    raise self.fail(pos, "item delimiter outside an undefined-length item")
+                return value
+            if tag in (_ITEM, _SEQ_DELIM):
+                raise self.fail(pos, "item tag where a data element was expected")
+            if length == _UNDEFINED:
+                pos = self.sequence(value, implicit or vr == b"UN", depth + 1)
+                continue
+            pos = value + length
+            if pos > end:
+                raise self.fail(value, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X}) ({length} bytes) "
+                                       f"runs past the end of the data (truncated)")
+        if until_delim:
+            raise self.fail(pos, "undefined-length item is missing its delimiter (truncated)")
+        if pos != end:  # pragma: no cover - loop condition makes this unreachable
+            raise self.fail(pos, "trailing bytes")
+        return pos
+
+    def sequence(self, pos: int, implicit: bool, depth: int) -> int:
+        """Walk the items of an undefined-length sequence; return the offset after its delimiter."""
+        while True:
+            if pos + 8 > self.end:
+                raise self.fail(pos, "undefined-length sequence is missing its delimiter (truncated)")
+            group, elem, length = struct.unpack_from("<HHL", self.buf, pos)
+            tag = (group << 16) | elem
+            if tag == _SEQ_DELIM:
+                return pos + 8
+            if tag != _ITEM:
+                raise self.fail(pos, f"expected an item tag in a sequence, found ({group:04X},{elem:04X})")
+            if length == _UNDEFINED:
+                pos = self.dataset(pos + 8, self.end, implicit, depth, until_delim=True)
+            else:
+                if pos + 8 + length > self.end:
+                    raise self.fail(pos, "sequence item runs past the end of the data (truncated)")
+                pos += 8 + length
+
+
+def check_structure(data: bytes | memoryview, *, implicit_vr: bool) -> None:
+    """Check that *data* is a complete, well-formed little-endian data set.
+
+    Parameters
+    ----------
+    data
+        The encoded data set (no preamble, no File Meta Information).
+    implicit_vr
+        True for Implicit VR Little Endian, False for the explicit VR little-endian syntaxes.
+
+    Raises
+    ------
+    DicomInputError
+        Empty, truncated or garbage stream; the message gives the byte offset.
+
+    Examples
+    --------
+    >>> check_structure(b"\\x08\\x00\\x18\\x00\\x04\\x00\\x00\\x001.2\\x00", implicit_vr=True)
+    >>> check_structure(b"\\x08\\x00\\x18\\x00\\x40\\x00\\x00\\x001.2\\x00", implicit_vr=True)
+    Traceback (most recent call last):
+    ...
+    openigrt.errors.DicomInputError: undecodable data set at byte 8: value of (0008,0018) (64 bytes) runs past the end of the data (truncated)
+    """
+    if len(data) == 0:
+        raise DicomInputError("undecodable data set: empty")
+    walker = _Walker(data)
+    walker.dataset(0, walker.end, implicit_vr, 0, until_delim=False)
+
+
+def is_implicit_syntax(transfer_syntax_uid: str) -> bool:
+    """Return True for Implicit VR LE; raise UnsupportedObjectError for syntaxes we cannot walk."""
+    if transfer_syntax_uid in _NOT_WALKABLE:
+        raise UnsupportedObjectError(
+            f"transfer syntax {_NOT_WALKABLE[transfer_syntax_uid]} ({transfer_syntax_uid}) is not supported"
+        )
+    return transfer_syntax_uid == "1.2.840.10008.1.2"
+
+
+# --------------------------------------------------------------------------- header
+def _text(ds: object, keyword: str) -> str:
+    value = getattr(ds, keyword, None)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def read_header(data: bytes | memoryview, *, transfer_syntax_uid: str) -> InstanceHeader:
+    """Read the identifying attributes of an encoded data set (no full decode).
+
+    Raises
+    ------
+    DicomInputError
+        When the header elements cannot be decoded.
+    """
+    from pydicom.filereader import read_dataset
+
+    implicit = is_implicit_syntax(transfer_syntax_uid)
+    try:
+        ds = read_dataset(
+            io.BytesIO(data), implicit, True, stop_when=lambda tag, vr, length: tag > _HEADER_LAST_TAG
+        )
+        charset = _text(ds, "SpecificCharacterSet")
+        return InstanceHeader(
+            sop_class_uid=_text(ds, "SOPClassUID"),
+            sop_instance_uid=_text(ds, "SOPInstanceUID"),
+            study_instance_uid=_text(ds, "StudyInstanceUID"),
+            series_instance_uid=_text(ds, "SeriesInstanceUID"),
+            patient_id=_text(ds, "PatientID"),
+            patient_name=_text(ds, "PatientName"),
+            modality=_text(ds, "Modality"),
+            specific_character_set=charset,
+            frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+            instance_number=_text(ds, "InstanceNumber"),
+        )
+    except DicomInputError:
+        raise
+    except Exception as exc:  # pydicom raises many types on bad values
+        raise DicomInputError(f"undecodable data set header: {type(exc).__name__}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- Part 10 files
+@dataclass(frozen=True)
+class Part10Split:
+    """A Part 10 file (or raw data set) split into its meta information and data set."""
+
+    transfer_syntax_uid: str
+    media_sop_class_uid: str
+    media_sop_instance_uid: str
+    dataset_offset: int
+    has_meta: bool
+
+
+def split_part10(data: bytes, *, name: str = "data") -> Part10Split:
+    """Locate the data set in a Part 10 file; accept a raw data set without meta as a fallback.
+
+    A raw data set (no preamble / ``DICM``) is accepted when its first element looks like a
+    group 0008 element; its transfer syntax is guessed (explicit when bytes 4-5 are a VR).
+
+    Raises
+    ------
+    DicomInputError
+        Not a DICOM file; the message names *name*.
+    """
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        from pydicom.filereader import read_dataset
+
+        try:
+            fp = io.BytesIO(data)
+            fp.seek(132)
+            meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+            offset = fp.tell()
+            ts = str(meta.get("TransferSyntaxUID", "") or "").strip()
+        except Exception as exc:
+            raise DicomInputError(f"{name}: unreadable File Meta Information: {exc}") from None
+        if not ts:
+            raise DicomInputError(f"{name}: File Meta Information has no Transfer Syntax UID (0002,0010)")
+        return Part10Split(ts, str(meta.get("MediaStorageSOPClassUID", "") or ""),
+                           str(meta.get("MediaStorageSOPInstanceUID", "") or ""), offset, True)
+    if len(data) >= 8 and data[0:2] == b"\x08\x00":
+        explicit = bytes(data[4:6]) in _SHORT_VRS | _LONG_VRS
+        ts = "1.2.840.10008.1.2.1" if explicit else "1.2.840.10008.1.2"
+        return Part10Split(ts, "", "", 0, False)
+    raise DicomInputError(f"{name}: not a DICOM file (no 'DICM' prefix at byte 128 and no raw data set)")
