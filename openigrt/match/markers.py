@@ -1,0 +1,432 @@
+"""Marker detection in the planning CT (SPEC MATCH-4) and marker match in two projections (MATCH-5).
+
+Detection (:func:`detect_markers`): gold fiducials are small and much denser than anything
+around them. A grey-level **opening** with a box larger than a marker gives the local
+background (bone, tissue and couch survive it, markers do not); the **excess** ``HU − opening``
+is thresholded, connected components are kept when small (volume, extent) and strong (peak
+excess), and each position is the **excess-weighted centroid** over the component grown by one
+voxel, which is unbiased under linear partial-volume sampling, so markers between slices are
+located to a fraction of a voxel.
+
+Marker match (:func:`match_markers`): in each acquired projection a difference-of-Gaussians
+blob response is computed; the rigid constellation of the planned markers (projected through the
+view's geometry) is first located as a whole by an exhaustive offset search (so neighbouring
+markers cannot swap), then each marker is refined locally to sub-pixel precision. Each
+marker's 3D position is triangulated from its two detections; a robust (median) shift gives the
+inliers, the final shift is the least-squares fit over the inliers' detections, and every marker
+gets a residual in mm — a marker that does not fit (migrated) is flagged ``outlier``, never
+hidden.
+
+Projection geometry is anything with ``project(points_mm (N, 3)) -> (N, 2)`` pixel
+``(column, row)`` (e.g. ``openigrt.geometry`` ``ProjectionGeometry``), plus
+``pixel_spacing_mm`` at the receptor and the ``magnification`` at the isocenter, optional: they
+are estimated numerically from ``project`` when absent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from openigrt.errors import RegistrationError
+from openigrt.geometry.rigid import RigidTransform
+from openigrt.geometry.volume import Volume
+from openigrt.match.result import MARKER_OUTLIER_MM, MarkerResidual, MatchResult, MatchType, StopReason
+
+#: excess over the local background (HU) a voxel needs to belong to a marker candidate
+MARKER_EXCESS_HU = 600.0
+#: peak excess (HU) a component needs to be a marker
+MARKER_PEAK_EXCESS_HU = 1200.0
+#: size limits of a marker component
+MARKER_MAX_VOLUME_MM3 = 250.0
+MARKER_MAX_EXTENT_MM = 12.0
+#: background opening box (mm): larger than any marker, smaller than bone
+BACKGROUND_BOX_MM = 9.0
+
+
+class Projector(Protocol):
+    """What the marker and 2D matchers need from a projection geometry."""
+
+    def project(self, points_mm: ArrayLike) -> NDArray[np.float64]:  # (N, 2) (column, row)
+        ...
+
+
+@dataclass(frozen=True)
+class DetectedMarker:
+    """A fiducial found in the CT: centre in patient mm, peak excess HU, volume and extent."""
+
+    position_mm: tuple[float, float, float]
+    peak_excess_hu: float
+    volume_mm3: float
+    extent_mm: float
+
+
+def detect_markers(
+    ct: Volume,
+    *,
+    excess_hu: float = MARKER_EXCESS_HU,
+    peak_excess_hu: float = MARKER_PEAK_EXCESS_HU,
+    max_volume_mm3: float = MARKER_MAX_VOLUME_MM3,
+    max_extent_mm: float = MARKER_MAX_EXTENT_MM,
+    background_box_mm: float = BACKGROUND_BOX_MM,
+) -> tuple[DetectedMarker, ...]:
+    """Find implanted gold fiducials in a CT (MATCH-4).
+
+    Parameters
+    ----------
+    ct : Volume
+        Planning CT in HU, array ``(nz, ny, nx)``.
+    excess_hu, peak_excess_hu : float
+        Candidate and peak thresholds on ``HU − grey_opening(HU)``.
+    max_volume_mm3, max_extent_mm : float
+        Components larger than this are not markers (bone edges, couch rails, contrast).
+    background_box_mm : float
+        In-plane size of the opening box (slices: at least 3).
+
+    Returns
+    -------
+    tuple of DetectedMarker
+        Sorted by z, then y, then x (patient mm).
+    """
+    from scipy import ndimage
+
+    a = np.asarray(ct.array, dtype=np.float32)
+    dx, dy, dz = ct.spacing_mm
+    size = tuple(max(3, int(np.ceil(background_box_mm / s)) | 1) for s in (dz, dy, dx))
+    # a marker is brighter than water + peak_excess_hu: open only around such voxels (speed)
+    hot = a > peak_excess_hu
+    if not hot.any():
+        return ()
+    excess = np.zeros_like(a)
+    lab_hot, _ = ndimage.label(ndimage.binary_dilation(hot, iterations=2))
+    for sl in ndimage.find_objects(lab_hot):
+        grown = tuple(slice(max(0, s.start - n), s.stop + n) for s, n in zip(sl, size))
+        sub = a[grown]
+        excess[grown] = np.maximum(excess[grown], sub - ndimage.grey_opening(sub, size=size))
+    cand = excess > excess_hu
+    labels, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool))
+    voxel_mm3 = dx * dy * dz
+    found: list[DetectedMarker] = []
+    for idx, sl in enumerate(ndimage.find_objects(labels), start=1):
+        comp = labels[sl] == idx
+        peak = float(excess[sl][comp].max())
+        vol = float(comp.sum()) * voxel_mm3
+        kji = np.argwhere(comp) + np.array([s.start for s in sl])
+        ext_mm = (kji.max(axis=0) - kji.min(axis=0) + 1) * np.array([dz, dy, dx])
+        if peak < peak_excess_hu or vol > max_volume_mm3 or float(ext_mm.max()) > max_extent_mm:
+            continue
+        found.append(DetectedMarker(tuple(_weighted_centre(ct, excess, labels == idx, sl)), peak, vol,
+                                    float(np.linalg.norm(ext_mm))))
+    return tuple(sorted(found, key=lambda m: (m.position_mm[2], m.position_mm[1], m.position_mm[0])))
+
+
+def _weighted_centre(ct: Volume, excess: NDArray[np.float32], comp: NDArray[np.bool_], sl: tuple[slice, ...]) -> NDArray[np.float64]:
+    from scipy import ndimage
+
+    grown = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)
+    region = ndimage.binary_dilation(comp[grown], structure=np.ones((3, 3, 3), bool))
+    w = np.where(region, np.maximum(excess[grown], 0.0), 0.0).astype(np.float64)
+    kji = np.argwhere(w > 0)
+    ww = w[tuple(kji.T)]
+    c_kji = (kji * ww[:, None]).sum(axis=0) / ww.sum() + np.array([s.start for s in grown])
+    return ct.index_to_patient_mm([c_kji[::-1]])[0]
+
+
+# ----------------------------------------------------------------------------- 2D marker finding
+#: a marker blob must exceed this many robust standard deviations of the blob response
+MARKER_MIN_SNR = 5.0
+
+
+def pixels_per_mm(projector: Projector, at_mm: ArrayLike) -> float:
+    """Mean in-plane scale (pixels per patient mm) of *projector* around the point *at_mm*."""
+    j = projection_jacobian(projector, np.asarray(at_mm, float).reshape(1, 3))[0]
+    sv = np.linalg.svd(j, compute_uv=False)
+    return float(sv[:2].mean())
+
+
+def projection_jacobian(projector: Projector, points_mm: NDArray[np.float64], h_mm: float = 0.5) -> NDArray[np.float64]:
+    """Numerical Jacobian ``d(column, row)/d(x, y, z)`` of ``projector.project``, shape ``(N, 2, 3)``."""
+    pts = np.atleast_2d(np.asarray(points_mm, float))
+    cols = []
+    for axis in range(3):
+        e = np.zeros(3)
+        e[axis] = h_mm
+        cols.append((projector.project(pts + e) - projector.project(pts - e)) / (2 * h_mm))
+    return np.stack(cols, axis=2)
+
+
+def blob_response(image: NDArray[np.floating], sigma_px: float) -> NDArray[np.float64]:
+    """Difference of Gaussians ``G_sigma − G_3sigma`` (bright blobs positive), array ``(rows, cols)``."""
+    from scipy import ndimage
+
+    im = np.asarray(image, dtype=np.float64)
+    return ndimage.gaussian_filter(im, sigma_px) - ndimage.gaussian_filter(im, 3.0 * sigma_px)
+
+
+def _robust_std(a: NDArray[np.float64]) -> float:
+    med = np.median(a)
+    return float(1.4826 * np.median(np.abs(a - med))) + 1e-12
+
+
+def _crop(a: NDArray[np.float64], centre_rc: NDArray[np.int64], half: int) -> NDArray[np.float64]:
+    out = np.zeros((2 * half + 1, 2 * half + 1))
+    r0, c0 = int(centre_rc[0]) - half, int(centre_rc[1]) - half
+    rs, cs = max(r0, 0), max(c0, 0)
+    re, ce = min(r0 + 2 * half + 1, a.shape[0]), min(c0 + 2 * half + 1, a.shape[1])
+    if re > rs and ce > cs:
+        out[rs - r0:re - r0, cs - c0:ce - c0] = a[rs:re, cs:ce]
+    return out
+
+
+def find_markers_2d(
+    image: NDArray[np.floating],
+    expected_colrow: NDArray[np.float64],
+    *,
+    pixels_per_mm_at_iso: float,
+    search_mm: float = 20.0,
+    refine_mm: float = 4.0,
+    marker_diameter_mm: float = 1.0,
+    polarity: int = 0,
+) -> tuple[list[tuple[float, float] | None], dict[str, Any]]:
+    """Find the markers of one projection near their expected pixel positions (MATCH-5).
+
+    Parameters
+    ----------
+    image : ndarray of shape (rows, cols)
+    expected_colrow : ndarray of shape (M, 2)
+        Expected ``(column, row)`` of each marker (planned positions projected).
+    pixels_per_mm_at_iso : float
+        Image scale at the markers (see :func:`pixels_per_mm`).
+    search_mm, refine_mm : float
+        Half-range of the common (constellation) offset search and of each marker's local
+        refinement, in patient mm.
+    marker_diameter_mm : float
+        Sets the blob filter scale.
+    polarity : {0, 1, -1}
+        1 = markers brighter than the background, -1 = darker, 0 = decide from the image.
+
+    Returns
+    -------
+    positions, report
+        ``positions[i]`` is ``(column, row)`` sub-pixel, or None when marker *i* was not found
+        (no blob above :data:`MARKER_MIN_SNR` in its refinement window).
+    """
+    from scipy import ndimage
+
+    s = float(pixels_per_mm_at_iso)
+    sigma = max(0.8, 0.5 * marker_diameter_mm * s)
+    resp = blob_response(image, sigma)
+    exp_rc = np.asarray(expected_colrow, float)[:, ::-1]
+    base = np.rint(exp_rc).astype(np.int64)
+    half = int(np.ceil(search_mm * s))
+    crops = np.stack([_crop(resp, b, half) for b in base])
+    noise = _robust_std(crops[crops != 0]) if np.any(crops != 0) else 1.0
+    best: tuple[float, int, NDArray[np.int64]] | None = None
+    for sign in ((1, -1) if polarity == 0 else (polarity,)):
+        score = np.maximum(sign * crops, 0.0).sum(axis=0)
+        pk = np.array(np.unravel_index(int(np.argmax(score)), score.shape))
+        if best is None or score[tuple(pk)] > best[0]:
+            best = (float(score[tuple(pk)]), sign, pk)
+    assert best is not None
+    _, sign, pk = best
+    offset = pk - half
+    r_ref = int(np.ceil(refine_mm * s))
+    out: list[tuple[float, float] | None] = []
+    for b in base:
+        c = b + offset
+        win = np.maximum(sign * _crop(resp, c, r_ref), 0.0)
+        peak = float(win.max())
+        if peak < MARKER_MIN_SNR * noise:
+            out.append(None)
+            continue
+        lab, _ = ndimage.label(win > 0.5 * peak)
+        pr = np.unravel_index(int(np.argmax(win)), win.shape)
+        comp = lab == lab[pr]
+        w = np.where(comp, win - 0.5 * peak, 0.0)
+        rr, cc = np.nonzero(w)
+        ww = w[rr, cc]
+        row = float((rr * ww).sum() / ww.sum()) + c[0] - r_ref
+        col = float((cc * ww).sum() / ww.sum()) + c[1] - r_ref
+        out.append((col, row))
+    return out, {"offset_px": (float(offset[1]), float(offset[0])), "polarity": int(sign), "noise": noise}
+
+
+# ----------------------------------------------------------------------------- 3D solve
+def _gn_points(projectors: Sequence[Projector], obs: list[tuple[int, NDArray[np.float64]]],
+               x0: NDArray[np.float64], iterations: int = 10) -> tuple[NDArray[np.float64], int]:
+    """Least-squares 3D point/offset ``x`` with ``project_v(x) = u`` for each (view, u) in *obs*."""
+    x = np.asarray(x0, float).copy()
+    it = 0
+    for it in range(1, iterations + 1):
+        rows, res = [], []
+        for v, u in obs:
+            j = projection_jacobian(projectors[v], x[None, :])[0]
+            rows.append(j)
+            res.append(u - projectors[v].project(x[None, :])[0])
+        a = np.concatenate(rows)
+        dx = np.linalg.lstsq(a, np.concatenate(res), rcond=None)[0]
+        x = x + dx
+        if np.linalg.norm(dx) < 1e-4:
+            break
+    return x, it
+
+
+def _fit_shift(projectors: Sequence[Projector], planned: NDArray[np.float64], found: list[list[Any]],
+               use: list[int], d0: NDArray[np.float64]) -> tuple[NDArray[np.float64], int]:
+    d = d0.copy()
+    it = 0
+    for it in range(1, 11):
+        rows, res = [], []
+        for i in use:
+            for v, u in enumerate(found[i]):
+                if u is None:
+                    continue
+                p = (planned[i] + d)[None, :]
+                rows.append(projection_jacobian(projectors[v], p)[0])
+                res.append(np.asarray(u) - projectors[v].project(p)[0])
+        dx = np.linalg.lstsq(np.concatenate(rows), np.concatenate(res), rcond=None)[0]
+        d = d + dx
+        if np.linalg.norm(dx) < 1e-4:
+            break
+    return d, it
+
+
+def _kabsch(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Least-squares rigid 4x4 mapping points *src* onto *dst* (Kabsch / Umeyama without scale)."""
+    cs, cd = src.mean(axis=0), dst.mean(axis=0)
+    u, _, vt = np.linalg.svd((src - cs).T @ (dst - cd))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    m = np.eye(4)
+    m[:3, :3] = r
+    m[:3, 3] = cd - r @ cs
+    return m
+
+
+def match_markers(
+    planned_mm: ArrayLike,
+    images: Sequence[NDArray[np.floating]],
+    projectors: Sequence[Projector],
+    *,
+    names: Sequence[str] | None = None,
+    dof: int = 3,
+    initial: RigidTransform | None = None,
+    search_mm: float = 20.0,
+    refine_mm: float = 4.0,
+    marker_diameter_mm: float = 1.0,
+    polarity: int = 0,
+    outlier_mm: float = MARKER_OUTLIER_MM,
+) -> MatchResult:
+    """Marker match (MATCH-5): find the planned markers in the projections, solve the 3D shift.
+
+    Parameters
+    ----------
+    planned_mm : array_like of shape (M, 3)
+        Planned marker centres, reference patient mm (from :func:`detect_markers` or the plan's
+        MARKER structures).
+    images : sequence of ndarray of shape (rows, cols)
+        Acquired projections (≥ 2 views for a 3D shift; typically 90° apart).
+    projectors : sequence of Projector
+        Geometry of each acquired image (``project`` maps verification patient mm to pixels).
+    names : sequence of str, optional
+        Marker names for the report (default ``M1``, ``M2`` …).
+    dof : {3, 6}
+        3 = translation (default); 6 = rigid fit of the triangulated inliers (needs ≥ 3).
+    initial : RigidTransform, optional
+        Where to look first (reference → verification); default identity.
+    search_mm, refine_mm, marker_diameter_mm, polarity
+        See :func:`find_markers_2d`.
+    outlier_mm : float
+        Residual beyond which a marker is flagged as an outlier and left out of the fit.
+
+    Returns
+    -------
+    MatchResult
+        ``markers`` holds per-marker residuals and outlier flags; ``metric`` is minus the RMS
+        residual of the inliers (mm).
+
+    Raises
+    ------
+    RegistrationError
+        Fewer than two views, no marker found in two views, or no consistent inlier set.
+    """
+    t0 = time.perf_counter()
+    planned = np.atleast_2d(np.asarray(planned_mm, float))
+    m = len(planned)
+    if len(images) != len(projectors) or len(images) < 2:
+        raise RegistrationError("marker match: needs two or more acquired images, each with its geometry")
+    if m == 0:
+        raise RegistrationError("marker match: no planned marker positions")
+    if dof not in (3, 6):
+        raise ValueError(f"dof must be 3 or 6, got {dof}")
+    labels = list(names) if names is not None else [f"M{i + 1}" for i in range(m)]
+    init = RigidTransform.identity() if initial is None else initial
+    start = init.apply(planned)
+    found: list[list[Any]] = [[None] * len(images) for _ in range(m)]
+    reports = []
+    for v, (img, proj) in enumerate(zip(images, projectors)):
+        if float(np.std(img)) < 1e-9:
+            raise RegistrationError(f"marker match: acquired image {v + 1} is blank")
+        s = pixels_per_mm(proj, start.mean(axis=0))
+        pos, rep = find_markers_2d(img, proj.project(start), pixels_per_mm_at_iso=s, search_mm=search_mm,
+                                   refine_mm=refine_mm, marker_diameter_mm=marker_diameter_mm, polarity=polarity)
+        reports.append(rep)
+        for i, p in enumerate(pos):
+            found[i][v] = p
+    tri: dict[int, NDArray[np.float64]] = {}
+    its = 0
+    for i in range(m):
+        obs = [(v, np.asarray(u)) for v, u in enumerate(found[i]) if u is not None]
+        if len(obs) >= 2:
+            tri[i], it = _gn_points(projectors, obs, start[i])
+            its += it
+    if not tri:
+        raise RegistrationError("marker match: no marker was found in two views "
+                                f"(found per view: {[sum(f[v] is not None for f in found) for v in range(len(images))]})")
+    disp = np.array([tri[i] - planned[i] for i in tri])
+    d_med = np.median(disp, axis=0)
+    inliers = [i for i in tri if np.linalg.norm(tri[i] - planned[i] - d_med) <= outlier_mm]
+    if not inliers:
+        raise RegistrationError("marker match: the markers disagree (no consistent subset within "
+                                f"{outlier_mm} mm); displacements {np.round(disp, 1).tolist()}")
+    if dof == 6:
+        if len(inliers) < 3:
+            raise RegistrationError(f"marker match: 6 DoF needs 3 consistent markers, found {len(inliers)}")
+        mat = _kabsch(planned[inliers], np.array([tri[i] for i in inliers]))
+    else:
+        d, it = _fit_shift(projectors, planned, found, inliers, d_med)
+        its += it
+        mat = np.eye(4)
+        mat[:3, 3] = d
+    transform = RigidTransform(mat)
+    fitted = transform.apply(planned)
+    residuals = []
+    for i in range(m):
+        if i in tri:
+            r = float(np.linalg.norm(tri[i] - fitted[i]))
+            found_mm: tuple[float, float, float] | None = tuple(float(v) for v in tri[i])  # type: ignore[assignment]
+        else:  # seen in one view (or none): reprojection distance scaled to mm
+            r = _single_view_residual(projectors, found[i], fitted[i])
+            found_mm = None
+        residuals.append(MarkerResidual(labels[i], tuple(float(v) for v in planned[i]), found_mm, r,
+                                        bool(i not in inliers), tuple(found[i])))  # type: ignore[arg-type]
+    rms = float(np.sqrt(np.mean([residuals[i].residual_mm ** 2 for i in inliers])))
+    return MatchResult(
+        transform=transform, match_type=MatchType.MARKER, dof=dof, metric=-rms, metric_name="-RMS marker residual (mm)",
+        iterations=its, stop_reason=StopReason.CLOSED_FORM, overlap_fraction=len(inliers) / m,
+        elapsed_s=time.perf_counter() - t0, details={"views": reports, "inliers": [labels[i] for i in inliers]},
+        markers=tuple(residuals),
+    )
+
+
+def _single_view_residual(projectors: Sequence[Projector], found: list[Any], fitted: NDArray[np.float64]) -> float:
+    for v, u in enumerate(found):
+        if u is not None:
+            s = pixels_per_mm(projectors[v], fitted)
+            return float(np.linalg.norm(np.asarray(u) - projectors[v].project(fitted[None, :])[0]) / s)
+    return float("nan")

@@ -1,0 +1,329 @@
+"""Simple 2D (SPEC MATCH-1) and 2D/2D translation (MATCH-2) matches of projections.
+
+Each acquired projection is registered to its reference image (a DRR) in the image plane:
+
+1. Both images are binned to a working resolution (~0.5 mm at the isocenter) and **band-pass
+   filtered** (difference of Gaussians: noise above, scatter/heel/gain below), which makes the
+   match insensitive to intensity offset, gain, smooth non-uniformity and noise.
+2. An exhaustive masked-NCC **shift search** (FFT) over ``±search_mm`` inside a region of
+   interest around the projected isocenter, then **Gauss-Newton** refinement of the shift (and
+   the in-plane rotation when asked) with an intensity gain/offset, sampled by
+   ``scipy.ndimage.map_coordinates``.
+3. The pixel shift ``u`` of each view is related to the patient translation ``d`` (reference →
+   verification, mm) by the projection Jacobian at the isocenter, ``u = J d`` (``J`` 2×3, from the
+   view's geometry ``project``). Simple 2D reports the minimum-norm ``d`` (no component along the
+   beam: it is not visible); 2D/2D solves the stacked 4×3 system by least squares.
+
+Images are arrays ``(rows, columns)``; pixel positions are ``(column, row)`` as returned by
+``ProjectionGeometry.project`` (``openigrt.geometry.projection``). 6-DoF 2D/2D (DRRs rendered
+on the fly from the CT) is in :mod:`openigrt.match.projection2d3d`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from openigrt.errors import RegistrationError
+from openigrt.geometry.rigid import RigidTransform
+from openigrt.match.markers import Projector, projection_jacobian
+from openigrt.match.result import BLANK_STD, MIN_NCC_2D, MIN_OVERLAP_FRACTION, MatchResult, MatchType, StopReason
+
+#: working pixel size at the isocenter plane (mm) the images are binned to
+WORKING_PIXEL_MM = 0.5
+#: band-pass: fine Gaussian (working pixels) and coarse Gaussian (mm at the isocenter)
+BANDPASS_FINE_PX = 1.0
+BANDPASS_COARSE_MM = 8.0
+#: half-size (mm at the isocenter) of the default region of interest around the isocenter
+ROI_HALF_MM = 80.0
+
+
+@dataclass(frozen=True)
+class View2DResult:
+    """In-plane result of one view: the acquired image is the reference shifted by
+    ``shift_px`` = (d_column, d_row) full-resolution pixels and rotated by ``rotation_deg``
+    (counter-clockwise as displayed, rows down) about ``center_px``."""
+
+    shift_px: tuple[float, float]
+    rotation_deg: float
+    center_px: tuple[float, float]
+    ncc: float
+    iterations: int
+    overlap_fraction: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"shift_px": list(self.shift_px), "rotation_deg": self.rotation_deg,
+                "center_px": list(self.center_px), "ncc": self.ncc, "iterations": self.iterations,
+                "overlap_fraction": self.overlap_fraction}
+
+
+def _bin(image: NDArray[np.floating], f: int) -> NDArray[np.float64]:
+    a = np.asarray(image, dtype=np.float64)
+    if f <= 1:
+        return a
+    r, c = (a.shape[0] // f) * f, (a.shape[1] // f) * f
+    return a[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
+
+
+def bandpass(image: NDArray[np.floating], *, fine_px: float, coarse_px: float) -> NDArray[np.float64]:
+    """Difference of Gaussians ``G_fine − G_coarse`` (array ``(rows, cols)``)."""
+    from scipy import ndimage
+
+    a = np.asarray(image, dtype=np.float64)
+    return ndimage.gaussian_filter(a, fine_px, mode="nearest") - ndimage.gaussian_filter(a, coarse_px, mode="nearest")
+
+
+def _rot(theta: float) -> NDArray[np.float64]:
+    c, s = np.cos(theta), np.sin(theta)
+    return np.array([[c, -s], [s, c]])
+
+
+def register_projection(
+    reference: NDArray[np.floating],
+    acquired: NDArray[np.floating],
+    *,
+    center_colrow: ArrayLike,
+    pixels_per_mm: float,
+    rotation: bool = False,
+    search_mm: float = 20.0,
+    roi_half_mm: float = ROI_HALF_MM,
+    max_iterations: int = 30,
+) -> View2DResult:
+    """In-plane registration of one acquired projection to its reference (MATCH-1 building block).
+
+    Parameters
+    ----------
+    reference, acquired : ndarray of shape (rows, cols)
+        Same geometry (same size and pixel grid).
+    center_colrow : (float, float)
+        Projected isocenter (full-resolution pixels): ROI centre and rotation centre.
+    pixels_per_mm : float
+        Image scale at the isocenter (pixels per patient mm).
+    rotation : bool
+        Also fit the in-plane rotation.
+    search_mm, roi_half_mm, max_iterations
+        Shift search half-range and ROI half-size (mm at the isocenter); Gauss-Newton iterations.
+
+    Raises
+    ------
+    RegistrationError
+        Blank image, different sizes, no overlap or NCC below ``MIN_NCC_2D``.
+    """
+    from openigrt.match._ncc import masked_ncc_search
+
+    ref = np.asarray(reference, float)
+    acq = np.asarray(acquired, float)
+    if ref.shape != acq.shape:
+        raise RegistrationError(f"2D: reference {ref.shape} and acquired {acq.shape} images differ in size")
+    for name, a in (("reference", ref), ("acquired", acq)):
+        if not np.all(np.isfinite(a)) or float(np.std(a)) < BLANK_STD:
+            raise RegistrationError(f"2D: the {name} image is blank or not finite")
+    f = max(1, int(round(WORKING_PIXEL_MM * pixels_per_mm)))
+    s = pixels_per_mm / f  # working pixels per mm
+    coarse = BANDPASS_COARSE_MM * s
+    fb = bandpass(_bin(acq, f), fine_px=BANDPASS_FINE_PX, coarse_px=coarse)
+    mb = bandpass(_bin(ref, f), fine_px=BANDPASS_FINE_PX, coarse_px=coarse)
+    c = (np.asarray(center_colrow, float) - (f - 1) / 2.0) / f  # working (col, row)
+    rr, cc = np.indices(fb.shape)
+    half = roi_half_mm * s
+    edge = 2.0 * coarse
+    roi = ((np.abs(cc - c[0]) <= half) & (np.abs(rr - c[1]) <= half) & (rr >= edge) & (cc >= edge)
+           & (rr < fb.shape[0] - edge) & (cc < fb.shape[1] - edge))
+    if roi.sum() < 400:
+        raise RegistrationError("2D: the region of interest around the isocenter is outside the image")
+    valid_m = np.zeros(mb.shape, bool)
+    valid_m[int(edge):mb.shape[0] - int(edge), int(edge):mb.shape[1] - int(edge)] = True
+    peak = masked_ncc_search(fb, mb, fixed_mask=roi, moving_mask=valid_m, max_shift=search_mm * s,
+                             min_overlap_fraction=0.5)
+    if peak.ncc <= -1.0:
+        raise RegistrationError("2D: no overlap between the acquired and the reference image")
+    # fixed(x) ≈ moving(A x): A(x) = R(theta)(x - c) + c + t, x = (row, col) working pixels
+    t = -np.asarray(peak.shift, float)
+    theta, it, ncc, frac = _gauss_newton_2d(fb, mb, roi, valid_m, c[::-1], t, rotation, max_iterations)
+    if frac < MIN_OVERLAP_FRACTION:
+        raise RegistrationError(f"2D: only {100 * frac:.0f}% of the region of interest overlaps (no overlap)")
+    if ncc < MIN_NCC_2D:
+        raise RegistrationError(f"2D: final NCC {ncc:.3f} below {MIN_NCC_2D} (metric too poor)")
+    shift_rc = -theta[1] * f  # acquired = reference shifted by -t (rows, cols), full-res pixels
+    return View2DResult((float(shift_rc[1]), float(shift_rc[0])), float(np.rad2deg(-theta[0])),
+                        (float(center_colrow[0]), float(center_colrow[1])), ncc, it, frac)  # type: ignore[index]
+
+
+def _gauss_newton_2d(fb: NDArray[np.float64], mb: NDArray[np.float64], roi: NDArray[np.bool_],
+                     valid_m: NDArray[np.bool_], c_rc: NDArray[np.float64], t: NDArray[np.float64],
+                     rotation: bool, max_iterations: int) -> tuple[Any, int, float, float]:
+    from scipy import ndimage
+
+    g_r, g_c = np.gradient(mb)
+    x = np.argwhere(roi).astype(float)  # (N, 2) row, col
+    fv = fb[roi]
+    th = 0.0
+    it = 0
+    for it in range(1, max_iterations + 1):
+        y = (x - c_rc) @ _rot(th).T + c_rc + t
+        m = ndimage.map_coordinates(mb, y.T, order=1, mode="constant", cval=np.nan)
+        ok = np.isfinite(m) & (ndimage.map_coordinates(valid_m.astype(float), y.T, order=0) > 0)
+        if ok.sum() < 100:
+            raise RegistrationError("2D: no overlap between the acquired and the reference image")
+        gr = ndimage.map_coordinates(g_r, y[ok].T, order=1)
+        gc = ndimage.map_coordinates(g_c, y[ok].T, order=1)
+        cols = [m[ok], np.ones(int(ok.sum()))]
+        if rotation:  # d y / d theta (compositional, about c) = perp(y - c)
+            d = y[ok] - c_rc
+            cols.append(gc * d[:, 0] - gr * d[:, 1])
+        cols += [gr, gc]
+        a = np.column_stack(cols)
+        sc = np.sqrt((a * a).mean(axis=0)) + 1e-12
+        beta = np.linalg.lstsq(a / sc, fv[ok], rcond=None)[0] / sc
+        if abs(beta[0]) < 1e-12:
+            raise RegistrationError("2D: images do not correlate (intensity gain fitted as zero)")
+        step = beta[2:] / beta[0]
+        dth = float(step[0]) if rotation else 0.0
+        dt = step[-2:]
+        dt = dt * min(1.0, 3.0 / (np.linalg.norm(dt) + 1e-12))
+        # compose: y' = R(dth)(y - c) + c + dt
+        t = _rot(dth) @ t + dt
+        th += dth
+        if np.linalg.norm(dt) < 1e-3 and abs(dth) < 1e-5:
+            break
+    y = (x - c_rc) @ _rot(th).T + c_rc + t
+    m = ndimage.map_coordinates(mb, y.T, order=1, mode="constant", cval=np.nan)
+    ok = np.isfinite(m)
+    ncc = float(np.corrcoef(m[ok], fv[ok])[0, 1]) if ok.sum() > 10 else -1.0
+    return (th, t), it, ncc, float(ok.mean())
+
+
+# ----------------------------------------------------------------------------- views -> patient
+def _beam_axis(projector: Projector, iso: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Unit vector along which a point does not move in the image (the ray through *iso*)."""
+    j = projection_jacobian(projector, iso[None, :])[0]
+    axis = np.linalg.svd(j)[2][-1]
+    return axis / np.linalg.norm(axis)
+
+
+def _image_angle_sign(projector: Projector, iso: NDArray[np.float64], axis: NDArray[np.float64]) -> float:
+    """+1 if a right-handed patient rotation about *axis* turns the image counter-clockwise."""
+    e = np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e = 20.0 * e / np.linalg.norm(e)
+    r = _axis_angle(axis, np.deg2rad(1.0))
+    p = projector.project(np.array([iso, iso + e, iso + r @ e]))
+    v0, v1 = p[1] - p[0], p[2] - p[0]
+    # displayed ccw with rows down: angle measured in (col, -row)
+    a0 = np.arctan2(-v0[1], v0[0])
+    a1 = np.arctan2(-v1[1], v1[0])
+    return float(np.sign(np.angle(np.exp(1j * (a1 - a0)))))
+
+
+def _axis_angle(axis: NDArray[np.float64], angle_rad: float) -> NDArray[np.float64]:
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle_rad) * k + (1 - np.cos(angle_rad)) * (k @ k)
+
+
+def _view_setup(projector: Projector, iso: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    j = projection_jacobian(projector, iso[None, :])[0]
+    c = projector.project(iso[None, :])[0]
+    return j, c, float(np.linalg.svd(j, compute_uv=False)[:2].mean())
+
+
+def match_2d(
+    reference: NDArray[np.floating],
+    acquired: NDArray[np.floating],
+    projector: Projector,
+    *,
+    isocenter_mm: ArrayLike,
+    rotation: bool = True,
+    search_mm: float = 20.0,
+    roi_half_mm: float = ROI_HALF_MM,
+) -> MatchResult:
+    """Simple 2D match (MATCH-1): one acquired projection against its reference image.
+
+    Parameters
+    ----------
+    reference, acquired : ndarray of shape (rows, cols)
+        Reference image (DRR) and acquired image on the same pixel grid.
+    projector : Projector
+        Geometry of the acquired image (``project``: verification patient mm → (col, row)).
+    isocenter_mm : (3,) array_like
+        Planned isocenter (patient mm): ROI centre and rotation centre.
+    rotation : bool
+        Fit the in-plane rotation too (reported as a rotation about the beam axis).
+
+    Returns
+    -------
+    MatchResult
+        ``transform``: translation perpendicular to the beam (the component along the beam is not
+        visible and is 0) and, with *rotation*, the rotation about the beam axis through the
+        isocenter. ``details["view"]`` holds the in-plane shift (pixels) and rotation (degrees).
+    """
+    t0 = time.perf_counter()
+    iso = np.asarray(isocenter_mm, float)
+    j, c, s = _view_setup(projector, iso)
+    v = register_projection(reference, acquired, center_colrow=c, pixels_per_mm=s, rotation=rotation,
+                            search_mm=search_mm, roi_half_mm=roi_half_mm)
+    d = np.linalg.pinv(j) @ np.asarray(v.shift_px)
+    m = np.eye(4)
+    if rotation:
+        axis = _beam_axis(projector, iso)
+        k = _image_angle_sign(projector, iso, axis)
+        r = _axis_angle(axis, np.deg2rad(v.rotation_deg) * k)
+        m[:3, :3] = r
+        m[:3, 3] = iso - r @ iso
+    m[:3, 3] += d
+    return MatchResult(
+        transform=RigidTransform(m), match_type=MatchType.SIMPLE_2D, dof=3 if not rotation else 4,
+        metric=v.ncc, metric_name="NCC (band-passed)", iterations=v.iterations,
+        stop_reason=StopReason.CONVERGED, overlap_fraction=v.overlap_fraction,
+        elapsed_s=time.perf_counter() - t0,
+        details={"view": v.as_dict(), "visible_axes_mm": np.linalg.svd(j)[2][:2].tolist()},
+    )
+
+
+def match_2d2d(
+    references: Sequence[NDArray[np.floating]],
+    acquired: Sequence[NDArray[np.floating]],
+    projectors: Sequence[Projector],
+    *,
+    isocenter_mm: ArrayLike,
+    search_mm: float = 20.0,
+    roi_half_mm: float = ROI_HALF_MM,
+) -> MatchResult:
+    """2D/2D translation match (MATCH-2): two (or more) views → 3D translation by least squares.
+
+    Each view's in-plane shift ``u_v`` (pixels) is measured by :func:`register_projection`;
+    the translation ``d`` solves ``[J_1; J_2] d = [u_1; u_2]`` with ``J_v`` the projection
+    Jacobian of view *v* at the isocenter. ``details["views"]`` has each view's shift and the
+    residual (mm) of the fit, a consistency check of the two views along their common axis.
+    """
+    t0 = time.perf_counter()
+    if not (len(references) == len(acquired) == len(projectors)) or len(acquired) < 2:
+        raise RegistrationError("2D/2D: needs two reference images, two acquired images and their geometries")
+    iso = np.asarray(isocenter_mm, float)
+    js, us, views = [], [], []
+    for ref, acq, proj in zip(references, acquired, projectors):
+        j, c, s = _view_setup(proj, iso)
+        v = register_projection(ref, acq, center_colrow=c, pixels_per_mm=s, rotation=False,
+                                search_mm=search_mm, roi_half_mm=roi_half_mm)
+        js.append(j)
+        us.append(np.asarray(v.shift_px))
+        views.append(v)
+    a, b = np.vstack(js), np.concatenate(us)
+    if np.linalg.matrix_rank(a, tol=1e-3 * np.abs(a).max()) < 3:
+        raise RegistrationError("2D/2D: the views do not determine a 3D translation (parallel beams)")
+    d = np.linalg.lstsq(a, b, rcond=None)[0]
+    res = (a @ d - b).reshape(-1, 2)
+    m = np.eye(4)
+    m[:3, 3] = d
+    det = [dict(v.as_dict(), residual_mm=float(np.linalg.norm(r) / _view_setup(p, iso)[2]))
+           for v, r, p in zip(views, res, projectors)]
+    return MatchResult(
+        transform=RigidTransform(m), match_type=MatchType.TWO_VIEW_2D, dof=3,
+        metric=float(np.mean([v.ncc for v in views])), metric_name="NCC (band-passed, mean of views)",
+        iterations=sum(v.iterations for v in views), stop_reason=StopReason.CONVERGED,
+        overlap_fraction=float(min(v.overlap_fraction for v in views)), elapsed_s=time.perf_counter() - t0,
+        details={"views": det},
+    )
