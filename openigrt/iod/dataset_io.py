@@ -25,6 +25,7 @@ openigrt.errors.MissingAttributeError: plan.dcm, Beam Sequence[1]: (300A,00C2) B
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import warnings
 from collections.abc import Iterable, Iterator
@@ -36,12 +37,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom import dcmread
 from pydicom.datadict import dictionary_description, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
     CTImageStorage,
+    ExplicitVRLittleEndian,
     RTImageStorage,
     RTIonPlanStorage,
     RTPlanStorage,
@@ -49,7 +51,7 @@ from pydicom.uid import (
     SpatialRegistrationStorage,
 )
 
-from openigrt.errors import DicomInputError, MissingAttributeError
+from openigrt.errors import DicomInputError, MissingAttributeError, UnsupportedObjectError
 from openigrt.uids import is_valid_uid
 
 #: SOP classes OpenIGRT reads (SPEC §1 table; RT Ion Plan read like RT Plan where the same).
@@ -148,9 +150,10 @@ def _convert_all(ds: Dataset, where: str, issues: list[str]) -> None:
             continue
         try:
             elem = ds[tag]
-        except Exception as exc:  # an undecodable element is an issue, not a crash
-            issues.append(f"{where}: {tag_label(tag)} cannot be decoded ({exc}); ignored")
-            del ds[tag]
+        except Exception as exc:  # an undecodable element is an issue, not a crash: keep its bytes as UN
+            raw = ds.get_item(tag)
+            issues.append(f"{where}: {tag_label(tag)} cannot be decoded ({exc}); kept as raw bytes")
+            ds[tag] = DataElement(tag, "UN", getattr(raw, "value", None) or b"")
             continue
         if elem.VR == "SQ" and elem.value:
             for i, item in enumerate(elem.value, 1):
@@ -408,3 +411,68 @@ class AttributeReader:
         """The first item of a sequence, or None."""
         found = self.items(keyword)
         return found[0] if found else None
+
+
+# --------------------------------------------------------------------------- identity shared by all readers
+@dataclass(frozen=True)
+class ReferencedInstance:
+    """A (Referenced SOP Class UID, Referenced SOP Instance UID) pair (PS3.3 Table 10-11)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+
+    @classmethod
+    def from_item(cls, item: AttributeReader) -> ReferencedInstance:
+        return cls(item.opt_str("ReferencedSOPClassUID") or "", item.str("ReferencedSOPInstanceUID"))
+
+
+@dataclass(frozen=True)
+class PatientStudy:
+    """Patient and General Study identity (copied into derived objects, habit 6)."""
+
+    patient_name: str | None
+    patient_id: str | None
+    patient_birth_date: str | None
+    patient_sex: str | None
+    study_instance_uid: str | None
+    study_id: str | None
+    study_date: str | None
+    study_time: str | None
+    accession_number: str | None
+
+    @classmethod
+    def from_reader(cls, r: AttributeReader) -> PatientStudy:
+        return cls(r.opt_str("PatientName"), r.opt_str("PatientID"), r.opt_str("PatientBirthDate"),
+                   r.opt_str("PatientSex"), r.opt_str("StudyInstanceUID"), r.opt_str("StudyID"),
+                   r.opt_str("StudyDate"), r.opt_str("StudyTime"), r.opt_str("AccessionNumber"))
+
+
+def as_dicom_file(obj: DicomFile | Dataset, source: str | None = None) -> DicomFile:
+    """Accept either a :class:`DicomFile` or a bare Dataset (wrapped with :func:`dicom_file`)."""
+    return obj if isinstance(obj, DicomFile) else dicom_file(obj, source=source)
+
+
+def check_sop_class(f: DicomFile, *allowed: str) -> None:
+    """Raise :class:`UnsupportedObjectError` naming the file when its SOP class is not *allowed*."""
+    if f.sop_class_uid not in allowed:
+        names = " or ".join(sop_class_name(a) for a in allowed)
+        raise UnsupportedObjectError(f"{f.source}: is a {f.sop_class_name} ({f.sop_class_uid}), expected {names}")
+
+
+def decode_pixels(f: DicomFile) -> NDArray[Any]:
+    """The stored pixel values (``Dataset.pixel_array``); errors name the file and transfer syntax.
+
+    An in-memory Dataset without a file meta (built or received) holds native pixel data; it is
+    decoded as Explicit VR Little Endian on a shallow copy, so *f.dataset* is not modified.
+    """
+    ds = f.dataset
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        ds = copy.copy(ds)
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # pydicom raises many kinds (no handler, bad length, ...)
+        raise DicomInputError(f"{f.source}: (7FE0,0010) Pixel Data cannot be decoded "
+                              f"(transfer syntax {f.transfer_syntax_uid or 'none'}): {exc}") from None
