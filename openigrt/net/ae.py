@@ -269,10 +269,16 @@ def open_association(
 
 def _cap_send_pdu(assoc: Association, cap: int) -> None:
     """Apply our max PDU send size on top of the peer's announced receive limit."""
+    from pynetdicom.pdu_primitives import MaximumLengthNotification
+
     if cap <= 0:
         return
     peer = int(assoc.acceptor.maximum_length or 0)
-    assoc.acceptor.maximum_length = cap if peer == 0 else min(peer, cap)
+    value = cap if peer == 0 else min(peer, cap)
+    # After negotiation pynetdicom's setter refuses; DIMSE reads the peer's (received) item.
+    for item in assoc.acceptor.user_information:
+        if isinstance(item, MaximumLengthNotification):
+            item.maximum_length_received = value
 
 
 def close_association(assoc: Association) -> None:

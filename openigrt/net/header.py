@@ -233,6 +233,16 @@ class Part10Split:
     has_meta: bool
 
 
+def _raw_text(ds: object, tag: int) -> str:
+    """The undecoded value of a text element as ASCII, padding removed (``""`` when absent)."""
+    if tag not in ds:  # type: ignore[operator]
+        return ""
+    value = ds.get_item(tag).value  # type: ignore[attr-defined]
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").rstrip("\x00 ").strip()
+    return str(value or "").strip()
+
+
 def split_part10(data: bytes, *, name: str = "data") -> Part10Split:
     """Locate the data set in a Part 10 file; accept a raw data set without meta as a fallback.
 
@@ -252,13 +262,13 @@ def split_part10(data: bytes, *, name: str = "data") -> Part10Split:
             fp.seek(132)
             meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
             offset = fp.tell()
-            ts = str(meta.get("TransferSyntaxUID", "") or "").strip()
+            # raw values: no pydicom validation warnings for the (often broken) media UIDs
+            ts, media_class, media_uid = (_raw_text(meta, t) for t in (0x00020010, 0x00020002, 0x00020003))
         except Exception as exc:
             raise DicomInputError(f"{name}: unreadable File Meta Information: {exc}") from None
         if not ts:
             raise DicomInputError(f"{name}: File Meta Information has no Transfer Syntax UID (0002,0010)")
-        return Part10Split(ts, str(meta.get("MediaStorageSOPClassUID", "") or ""),
-                           str(meta.get("MediaStorageSOPInstanceUID", "") or ""), offset, True)
+        return Part10Split(ts, media_class, media_uid, offset, True)
     if len(data) >= 8 and data[0:2] == b"\x08\x00":
         explicit = bytes(data[4:6]) in _SHORT_VRS | _LONG_VRS
         ts = "1.2.840.10008.1.2.1" if explicit else "1.2.840.10008.1.2"

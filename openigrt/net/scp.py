@@ -1,0 +1,365 @@
+"""Storage SCP + Verification SCP (NET-7, NET-8, NET-9, NET-10, NET-13).
+
+:class:`StorageSCP` listens on ``settings.local`` (or a port given to it, 0 = ephemeral) under our
+AE title, in a background thread, and is a context manager::
+
+    with StorageSCP(settings, cache, on_received=print) as scp:
+        ...  # scp.port is the bound port; received instances are in cache
+
+Negotiation (NET-7)
+    Exactly the SPEC classes (CT, RT Structure Set, RT Image, RT Plan; Verification) with
+    Implicit and Explicit VR LE. Every proposed context of a supported class is accepted,
+    duplicates included; from each context the **first transfer syntax the proposer listed**
+    that we support is chosen. pynetdicom by itself picks in the *acceptor's* order, so the
+    ``EVT_REQUESTED`` hook narrows each proposed list to its first supported syntax before
+    pynetdicom negotiates.
+
+Access control (NET-9), in the same ``EVT_REQUESTED`` hook, answered with A-ASSOCIATE-RJ
+(PS3.8 9.3.4) and logged:
+
+====================================================  =======  =======  =======
+condition                                              result   source   reason
+====================================================  =======  =======  =======
+Called AE Title is not ours                           1 perm.  1 user   7 called AE not recognized
+Calling AE Title is not an allowed caller             1 perm.  1 user   3 calling AE not recognized
+Calling AE allowed, but not from this peer address    1 perm.  1 user   3 calling AE not recognized
+====================================================  =======  =======  =======
+
+(The last row is our choice: the pair (AE title, address) is what identifies a caller, and
+PS3.8 has no address-specific reason; "no reason given" would hide the cause from the peer's log.)
+
+C-STORE (NET-7, NET-8): the received encoded data set is kept as is (no decode/re-encode): its
+structure is walked and its header read (:mod:`openigrt.net.header`), it is written atomically
+and indexed (:class:`~openigrt.net.cache.InstanceCache`), and only then is 0000 answered.
+
+========  ==============================================================================
+status    when
+========  ==============================================================================
+0000      stored durably and indexed
+A700      the cache cannot be written (disk full, read-only, index error)
+A900      SOP Class UID of the data set (or of the command) differs from the context's
+0117      SOP Instance UID missing or invalid, or differs from the command's Affected
+          SOP Instance UID (we refuse rather than guess which one is right)
+C000      empty, truncated or undecodable data set
+========  ==============================================================================
+
+B000/B006/B007 are never answered: nothing is coerced or discarded. The handler never raises
+across the wire; any unexpected exception answers C000 (or A700 for cache errors) with an Error
+Comment. ``on_received`` is called in the association's thread after the instance is indexed
+and before the response is sent; exceptions in it are logged and do not change the status.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from openigrt.config import Settings
+from openigrt.errors import CacheError, ConnectionFailed, DicomInputError
+from openigrt.net import sop, status
+from openigrt.net.ae import build_contexts, make_ae, nodelay_handler
+from openigrt.net.cache import CachedInstance, InstanceCache
+from openigrt.net.header import check_structure, is_implicit_syntax, read_header
+from openigrt.uids import is_valid_uid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pydicom import Dataset
+    from pynetdicom.transport import ThreadedAssociationServer
+
+LOG = logging.getLogger("openigrt.net.scp")
+
+#: Max simultaneous *accepted* associations (beyond: A-ASSOCIATE-RJ transient, local limit exceeded).
+MAX_ACCEPTED_ASSOCIATIONS = 16
+#: Error Comment (0000,0902) is LO: at most 64 characters.
+_ERROR_COMMENT_MAX = 64
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """Notification for one stored instance (``on_received`` argument)."""
+
+    instance: CachedInstance
+    calling_ae_title: str
+    peer_address: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An A-ASSOCIATE-RJ decision (PS3.8 9.3.4) with the reason for the log."""
+
+    result: int
+    source: int
+    reason: int
+    why: str
+
+
+# --------------------------------------------------------------------------- access control
+def _normalise_ip(text: str) -> str:
+    try:
+        ip = ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return text
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def resolve_host(host: str) -> frozenset[str]:
+    """All IP addresses of *host* (an IP literal resolves to itself); empty when unresolvable."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        return frozenset()
+    return frozenset(_normalise_ip(str(info[4][0])) for info in infos)
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may open associations to us (NET-9): our AE title + allowed (AE title, addresses)."""
+
+    ae_title: str
+    callers: tuple[tuple[str, frozenset[str]], ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, ae_title: str | None = None) -> AccessPolicy:
+        """Resolve ``settings.allowed_callers()`` host names once."""
+        callers = []
+        for caller in settings.allowed_callers():
+            addrs = resolve_host(caller.host)
+            if not addrs:
+                LOG.warning("allowed caller %s@%s: host does not resolve; it can never connect",
+                            caller.ae_title, caller.host)
+            callers.append((caller.ae_title.strip(), addrs))
+        return cls((ae_title or settings.local.ae_title).strip(), tuple(callers))
+
+    def check(self, called: str, calling: str, address: str) -> Rejection | None:
+        """Return None to accept, or the rejection to send.
+
+        >>> p = AccessPolicy("US", (("TMS", frozenset({"127.0.0.1"})),))
+        >>> p.check("US", "TMS", "127.0.0.1") is None
+        True
+        >>> [(r.result, r.source, r.reason) for r in (p.check("X", "TMS", "127.0.0.1"),
+        ...  p.check("US", "Y", "127.0.0.1"), p.check("US", "TMS", "127.0.0.2"))]
+        [(1, 1, 7), (1, 1, 3), (1, 1, 3)]
+        """
+        called, calling, address = called.strip(), calling.strip(), _normalise_ip(address)
+        if called != self.ae_title:
+            return Rejection(1, 1, 7, f"called AE title {called!r} is not ours ({self.ae_title!r})")
+        known = [addrs for aet, addrs in self.callers if aet == calling]
+        if not known:
+            return Rejection(1, 1, 3, f"calling AE title {calling!r} is not an allowed caller")
+        if not any(address in addrs for addrs in known):
+            return Rejection(1, 1, 3, f"calling AE title {calling!r} is not allowed from address {address}")
+        return None
+
+
+# --------------------------------------------------------------------------- handlers
+def narrow_to_first_supported(requested: list[Any], supported: dict[str, tuple[str, ...]]) -> None:
+    """Reduce each proposed context's transfer syntaxes to the first one we support (NET-7).
+
+    Contexts of classes we do not support, or with no supported syntax, are left alone so that
+    pynetdicom rejects them with the proper reason.
+    """
+    for cx in requested:
+        ours = supported.get(str(cx.abstract_syntax))
+        if not ours:
+            continue
+        first = next((ts for ts in cx.transfer_syntax if str(ts) in ours), None)
+        if first is not None and len(cx.transfer_syntax) > 1:
+            cx.transfer_syntax = [first]
+
+
+def _on_requested(event: Any, policy: AccessPolicy, supported: dict[str, tuple[str, ...]]) -> None:
+    """``EVT_REQUESTED``: access control, then first-proposed transfer syntax selection."""
+    assoc = event.assoc
+    rq = assoc.requestor.primitive
+    called, calling = str(rq.called_ae_title), str(rq.calling_ae_title)
+    address = str(assoc.requestor.address)
+    decision = policy.check(called, calling, address)
+    if decision is not None:
+        LOG.warning("rejected association from %s@%s to %s: %s (A-ASSOCIATE-RJ %d/%d/%d)",
+                    calling.strip(), address, called.strip(), decision.why,
+                    decision.result, decision.source, decision.reason)
+        assoc.acse.send_reject(decision.result, decision.source, decision.reason)
+        assoc.kill()  # waits until the A-ASSOCIATE-RJ has been sent (as pynetdicom's own path)
+        return
+    narrow_to_first_supported(rq.presentation_context_definition_list, supported)
+    LOG.debug("association request from %s@%s accepted by policy", calling.strip(), address)
+
+
+def _status(code: int, comment: str = "") -> Dataset:
+    from pydicom import Dataset
+
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:_ERROR_COMMENT_MAX]
+    return ds
+
+
+def _refuse(code: int, comment: str, calling: str, uid: str) -> Dataset:
+    LOG.warning("C-STORE of %s from %s refused with 0x%04X: %s", uid or "?", calling, code, comment)
+    return _status(code, comment)
+
+
+def _check_store(event: Any, data: memoryview) -> tuple[int, str, Any]:
+    """Run the NET-8 checks; return (status, comment, header or None)."""
+    req = event.request
+    cx_class, cx_ts = str(event.context.abstract_syntax), str(event.context.transfer_syntax)
+    cmd_class = str(req.AffectedSOPClassUID or "")
+    cmd_uid = str(req.AffectedSOPInstanceUID or "")
+    if cmd_class != cx_class:
+        return status.SCP_DATASET_MISMATCH, f"Affected SOP Class {cmd_class} is not the context's", None
+    try:
+        check_structure(data, implicit_vr=is_implicit_syntax(cx_ts))
+        header = read_header(data, transfer_syntax_uid=cx_ts)
+    except DicomInputError as exc:
+        return status.SCP_CANNOT_UNDERSTAND, str(exc), None
+    if header.sop_class_uid != cx_class:
+        return status.SCP_DATASET_MISMATCH, f"data set SOP Class {header.sop_class_uid or 'missing'}", None
+    if not header.sop_instance_uid or not is_valid_uid(header.sop_instance_uid):
+        return status.SCP_INVALID_OBJECT_INSTANCE, "SOP Instance UID missing or invalid", None
+    if header.sop_instance_uid != cmd_uid:
+        return status.SCP_INVALID_OBJECT_INSTANCE, "SOP Instance UID differs from Affected SOP Instance UID", None
+    return status.SCP_SUCCESS, "", header
+
+
+def _on_c_store(event: Any, cache: InstanceCache, notify: Callable[[ReceivedInstance], None] | None) -> Dataset | int:
+    """``EVT_C_STORE``: check, store durably, index, notify; answer per NET-8."""
+    calling = str(event.assoc.requestor.ae_title).strip()
+    uid = str(event.request.AffectedSOPInstanceUID or "")
+    try:
+        data = event.request.DataSet.getbuffer()
+    except Exception:  # no data set at all
+        return _refuse(status.SCP_CANNOT_UNDERSTAND, "no data set", calling, uid)
+    try:
+        code, comment, header = _check_store(event, data)
+        if code != status.SCP_SUCCESS:
+            return _refuse(code, comment, calling, uid)
+        try:
+            row = cache.store(data, transfer_syntax_uid=str(event.context.transfer_syntax), header=header,
+                              source_ae_title=calling, checked=True)
+        except CacheError as exc:
+            return _refuse(status.SCP_OUT_OF_RESOURCES, str(exc), calling, uid)
+        except DicomInputError as exc:
+            return _refuse(status.SCP_CANNOT_UNDERSTAND, str(exc), calling, uid)
+    except Exception as exc:  # never let a handler error cross the wire as 0xC211 without a word
+        LOG.exception("unexpected error while storing %s", uid)
+        return _refuse(status.SCP_CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}", calling, uid)
+    finally:
+        data.release()
+    LOG.info("stored %s %s from %s -> %s", sop.sop_class_name(row.sop_class_uid), row.sop_instance_uid,
+             calling, row.path)
+    if notify is not None:
+        try:
+            notify(ReceivedInstance(row, calling, str(event.assoc.requestor.address)))
+        except Exception:
+            LOG.exception("on_received callback failed for %s (instance is stored)", row.sop_instance_uid)
+    return status.SCP_SUCCESS
+
+
+def _on_c_echo(event: Any) -> int:
+    LOG.info("C-ECHO from %s@%s", str(event.assoc.requestor.ae_title).strip(), event.assoc.requestor.address)
+    return 0x0000
+
+
+# --------------------------------------------------------------------------- the SCP
+class StorageSCP:
+    """Storage + Verification SCP running in a background thread (context manager).
+
+    Parameters
+    ----------
+    settings
+        Our AE title, port, bind address, allowed callers, timeouts.
+    cache
+        Where received instances go; default ``InstanceCache.from_settings(settings)``.
+    on_received
+        Called once per stored instance with a :class:`ReceivedInstance`.
+    port, bind_address, ae_title
+        Overrides of the settings (``port=0`` binds an ephemeral port; see :attr:`port`).
+    """
+
+    def __init__(self, settings: Settings, cache: InstanceCache | None = None, *,
+                 on_received: Callable[[ReceivedInstance], None] | None = None, port: int | None = None,
+                 bind_address: str | None = None, ae_title: str | None = None) -> None:
+        self.settings = settings
+        self.cache = cache if cache is not None else InstanceCache.from_settings(settings)
+        self.on_received = on_received
+        self.ae_title = ae_title or settings.local.ae_title
+        self._requested_port = settings.local.port if port is None else port
+        self.bind_address = bind_address or settings.local.bind_address
+        self.policy = AccessPolicy.from_settings(settings, ae_title=self.ae_title)
+        self._server: ThreadedAssociationServer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`), else the configured one."""
+        if self._server is not None:
+            return int(self._server.server_address[1])
+        return self._requested_port
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def supported(self) -> dict[str, tuple[str, ...]]:
+        """The SOP classes and transfer syntaxes we accept (NET-7 table + Verification)."""
+        table = {uid: sop.SCP_TRANSFER_SYNTAXES for uid in sop.SCP_STORAGE_CLASSES}
+        table[sop.VERIFICATION] = sop.SCP_TRANSFER_SYNTAXES
+        return table
+
+    def start(self) -> StorageSCP:
+        """Bind and start serving in a background thread (raises ConnectionFailed if the port is taken)."""
+        from pynetdicom import evt
+
+        with self._lock:
+            if self._server is not None:
+                return self
+            supported = self.supported()
+            ae = make_ae(self.settings, ae_title=self.ae_title)
+            ae.maximum_associations = MAX_ACCEPTED_ASSOCIATIONS
+            contexts = build_contexts(list(supported.items()))
+            handlers = [
+                nodelay_handler(),
+                (evt.EVT_REQUESTED, _on_requested, [self.policy, supported]),
+                (evt.EVT_C_STORE, _on_c_store, [self.cache, self.on_received]),
+                (evt.EVT_C_ECHO, _on_c_echo),
+            ]
+            try:
+                self._server = ae.start_server((self.bind_address, self._requested_port), block=False,
+                                               evt_handlers=handlers, contexts=contexts)
+            except OSError as exc:
+                raise ConnectionFailed(
+                    f"cannot listen on {self.bind_address}:{self._requested_port}: {exc.strerror or exc}"
+                ) from None
+        LOG.info("Storage SCP %s listening on %s:%d", self.ae_title, self.bind_address, self.port)
+        if not self.policy.callers:
+            LOG.warning("no allowed callers configured: every association will be rejected "
+                        "(give --allow AET@HOST or --remote)")
+        return self
+
+    def stop(self) -> None:
+        """Abort running associations and stop listening."""
+        with self._lock:
+            server, self._server = self._server, None
+        if server is None:
+            return
+        for assoc in list(server.active_associations):
+            try:
+                assoc.abort()
+            except Exception:  # pragma: no cover
+                LOG.debug("abort during stop failed", exc_info=True)
+        server.shutdown()
+        LOG.info("Storage SCP %s stopped", self.ae_title)
+
+    def __enter__(self) -> StorageSCP:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
