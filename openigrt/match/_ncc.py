@@ -38,7 +38,7 @@ def _xcorr(fa: NDArray[np.complex128], fb: NDArray[np.complex128], shape: tuple[
     return sfft.irfftn(fa * np.conj(fb), s=shape, workers=1)
 
 
-def masked_ncc_search(
+def masked_ncc_map(
     fixed: NDArray[np.floating],
     moving: NDArray[np.floating],
     *,
@@ -46,23 +46,12 @@ def masked_ncc_search(
     moving_mask: NDArray[np.bool_] | None = None,
     max_shift: tuple[float, ...] | float,
     min_overlap_fraction: float = 0.3,
-) -> ShiftPeak:
-    """Exhaustive masked NCC over integer shifts ``|u_axis| <= max_shift[axis]``.
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Masked NCC for every integer shift (wrapped FFT layout) and the overlap counts.
 
-    Parameters
-    ----------
-    fixed, moving : ndarray of the same ndim (2 or 3)
-        Images in array-axis order; they may differ in shape (shift 0 aligns index 0).
-    fixed_mask, moving_mask : ndarray of bool, optional
-        Valid pixels (default: all).
-    max_shift : float or tuple of float
-        Search half-range per axis in pixels.
-    min_overlap_fraction : float
-        Shifts whose overlap is below this share of the smaller mask are ignored.
-
-    Returns
-    -------
-    ShiftPeak
+    Entry ``[u]`` (negative shifts wrap to the end of each axis) is the NCC of
+    ``fixed(x)`` with ``moving(x − u)``; shifts outside ``max_shift`` or with too little overlap
+    are ``-inf``. See :func:`masked_ncc_search` for the parameters.
     """
     f = np.asarray(fixed, dtype=np.float64)
     g = np.asarray(moving, dtype=np.float64)
@@ -100,6 +89,43 @@ def masked_ncc_search(
         idx = [slice(None)] * f.ndim
         idx[ax] = bad
         ncc[tuple(idx)] = -np.inf
+    return ncc, n
+
+
+def masked_ncc_search(
+    fixed: NDArray[np.floating],
+    moving: NDArray[np.floating],
+    *,
+    fixed_mask: NDArray[np.bool_] | None = None,
+    moving_mask: NDArray[np.bool_] | None = None,
+    max_shift: tuple[float, ...] | float,
+    min_overlap_fraction: float = 0.3,
+) -> ShiftPeak:
+    """Exhaustive masked NCC over integer shifts ``|u_axis| <= max_shift[axis]``.
+
+    Parameters
+    ----------
+    fixed, moving : ndarray of the same ndim (2 or 3)
+        Images in array-axis order; they may differ in shape (shift 0 aligns index 0).
+    fixed_mask, moving_mask : ndarray of bool, optional
+        Valid pixels (default: all).
+    max_shift : float or tuple of float
+        Search half-range per axis in pixels.
+    min_overlap_fraction : float
+        Shifts whose overlap is below this share of the smaller mask are ignored.
+
+    Returns
+    -------
+    ShiftPeak
+    """
+    ncc, n = masked_ncc_map(fixed, moving, fixed_mask=fixed_mask, moving_mask=moving_mask,
+                            max_shift=max_shift, min_overlap_fraction=min_overlap_fraction)
+    return peak_of(ncc, n)
+
+
+def peak_of(ncc: NDArray[np.float64], n: NDArray[np.float64] | None = None) -> ShiftPeak:
+    """Best shift of an NCC map in wrapped layout, sub-pixel by a parabola per axis."""
+    shape = ncc.shape
     flat = int(np.argmax(ncc))
     peak = np.unravel_index(flat, ncc.shape)
     best = float(ncc[peak])
@@ -120,4 +146,4 @@ def masked_ncc_search(
                 off = float(np.clip(0.5 * (ym - yp) / d, -0.5, 0.5))
         u = i0 if i0 <= size // 2 else i0 - size
         sub.append(u + off)
-    return ShiftPeak(tuple(sub), best, float(n[peak]))
+    return ShiftPeak(tuple(sub), best, float(n[peak]) if n is not None else 0.0)

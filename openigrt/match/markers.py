@@ -321,6 +321,7 @@ def match_markers(
     marker_diameter_mm: float = 1.0,
     polarity: int = 0,
     outlier_mm: float = MARKER_OUTLIER_MM,
+    templates: Sequence[NDArray[np.floating]] | None = None,
 ) -> MatchResult:
     """Marker match (MATCH-5): find the planned markers in the projections, solve the 3D shift.
 
@@ -343,6 +344,11 @@ def match_markers(
         See :func:`find_markers_2d`.
     outlier_mm : float
         Residual beyond which a marker is flagged as an outlier and left out of the fit.
+    templates : sequence of ndarray, optional
+        Per view, the image of the markers alone at their **planned** positions (DRR of
+        :func:`marker_only_volume` in that view's geometry): markers are then found by template
+        NCC (:func:`find_markers_2d_template`), which is far more robust against bone edges than
+        the blob filter used without templates.
 
     Returns
     -------
@@ -373,8 +379,13 @@ def match_markers(
         if float(np.std(img)) < 1e-9:
             raise RegistrationError(f"marker match: acquired image {v + 1} is blank")
         s = pixels_per_mm(proj, start.mean(axis=0))
-        pos, rep = find_markers_2d(img, proj.project(start), pixels_per_mm_at_iso=s, search_mm=search_mm,
-                                   refine_mm=refine_mm, marker_diameter_mm=marker_diameter_mm, polarity=polarity)
+        if templates is not None:
+            pos, rep = find_markers_2d_template(img, templates[v], proj.project(planned), pixels_per_mm_at_iso=s,
+                                                search_mm=search_mm, polarity=polarity)
+        else:
+            pos, rep = find_markers_2d(img, proj.project(start), pixels_per_mm_at_iso=s, search_mm=search_mm,
+                                       refine_mm=refine_mm, marker_diameter_mm=marker_diameter_mm,
+                                       polarity=polarity)
         reports.append(rep)
         for i, p in enumerate(pos):
             found[i][v] = p
@@ -430,3 +441,97 @@ def _single_view_residual(projectors: Sequence[Projector], found: list[Any], fit
             s = pixels_per_mm(projectors[v], fitted)
             return float(np.linalg.norm(np.asarray(u) - projectors[v].project(fitted[None, :])[0]) / s)
     return float("nan")
+
+
+# ----------------------------------------------------------------------------- template matching
+def marker_only_volume(ct: Volume, *, excess_hu: float = MARKER_EXCESS_HU,
+                       background_box_mm: float = BACKGROUND_BOX_MM) -> Volume:
+    """The CT's markers alone (HU ``−1000 + excess`` inside marker components, −1000 elsewhere).
+
+    Render it with the DRR renderer in each acquired view's geometry to get the marker
+    templates of :func:`match_markers` (the exact projected shape of every seed).
+    """
+    from scipy import ndimage
+
+    a = np.asarray(ct.array, dtype=np.float32)
+    dx, dy, dz = ct.spacing_mm
+    size = tuple(max(3, int(np.ceil(background_box_mm / s)) | 1) for s in (dz, dy, dx))
+    out = np.full(a.shape, -1000.0, np.float32)
+    for m in detect_markers(ct, excess_hu=excess_hu, background_box_mm=background_box_mm):
+        k, j, i = np.rint(ct.patient_to_index([m.position_mm])[0][::-1]).astype(int)
+        sl = tuple(slice(max(0, c - 2 * n), c + 2 * n + 1) for c, n in zip((k, j, i), size))
+        sub = a[sl]
+        ex = sub - ndimage.grey_opening(sub, size=size)
+        keep = ndimage.binary_dilation(ex > excess_hu, iterations=1)
+        out[sl] = np.where(keep, np.maximum(out[sl], -1000.0 + np.maximum(ex, 0.0)), out[sl])
+    return ct.with_array(out)
+
+
+def _crop_at(a: NDArray[np.float64], origin_rc: NDArray[np.int64], shape: tuple[int, int]) -> NDArray[np.float64]:
+    out = np.zeros(shape)
+    r0, c0 = int(origin_rc[0]), int(origin_rc[1])
+    rs, cs = max(r0, 0), max(c0, 0)
+    re, ce = min(r0 + shape[0], a.shape[0]), min(c0 + shape[1], a.shape[1])
+    if re > rs and ce > cs:
+        out[rs - r0:re - r0, cs - c0:ce - c0] = a[rs:re, cs:ce]
+    return out
+
+
+def find_markers_2d_template(
+    image: NDArray[np.floating],
+    template: NDArray[np.floating],
+    expected_colrow: NDArray[np.float64],
+    *,
+    pixels_per_mm_at_iso: float,
+    search_mm: float = 20.0,
+    refine_mm: float = 3.0,
+    polarity: int = 1,
+) -> tuple[list[tuple[float, float] | None], dict[str, Any]]:
+    """Find markers by NCC with their rendered templates (constellation first, then each marker).
+
+    *template* is the image of the markers alone at their planned positions in this view's
+    geometry (render of :func:`marker_only_volume`); both images are band-passed. Returns
+    ``(column, row)`` per marker (None when the local NCC peak is below 0.3) and a report.
+    *polarity* 1 means markers are brighter than their surroundings (image values grow with
+    attenuation, as in a DRR); -1 for transmission-like images.
+    """
+    from openigrt.match._ncc import masked_ncc_map, peak_of
+    from openigrt.match.projection2d import bandpass
+
+    s = float(pixels_per_mm_at_iso)
+    sign = 1.0 if polarity >= 0 else -1.0
+    fb = bandpass(image, fine_px=max(0.7, 0.25 * s), coarse_px=3.0 * s)
+    tb = sign * bandpass(template, fine_px=max(0.7, 0.25 * s), coarse_px=3.0 * s)
+    exp_rc = np.asarray(expected_colrow, float)[:, ::-1]
+    half_t = int(np.ceil(4.0 * s))  # template half-size around each marker (seed ≤ 5 mm long)
+    sp = int(np.ceil(search_mm * s))
+    size = 2 * (half_t + sp) + 1
+    inside_img = np.ones(fb.shape)
+    maps = []
+    for e in exp_rc:
+        o = np.rint(e).astype(int) - half_t - sp
+        fc = _crop_at(fb, o, (size, size))
+        tc = _crop_at(tb, o, (size, size))
+        near = np.zeros((size, size), bool)
+        near[sp:sp + 2 * half_t + 1, sp:sp + 2 * half_t + 1] = True
+        support = near & (np.abs(tc) > 0.05 * max(float(np.abs(tc[near]).max()), 1e-12))
+        ncc, _ = masked_ncc_map(fc, tc, fixed_mask=_crop_at(inside_img, o, (size, size)) > 0, moving_mask=support,
+                                max_shift=(sp, sp), min_overlap_fraction=0.9)
+        maps.append(ncc)
+    score = np.sum([np.maximum(np.where(np.isfinite(m), m, 0.0), 0.0) for m in maps], axis=0)
+    pk = peak_of(np.where(score > 0, score, -np.inf))
+    offset = np.rint(np.asarray(pk.shift)).astype(int)
+    r_ref = int(np.ceil(refine_mm * s))
+    shape = maps[0].shape
+    u = [np.where(np.arange(n) > n // 2, np.arange(n) - n, np.arange(n)) for n in shape]
+    window = (np.abs(u[0] - offset[0])[:, None] <= r_ref) & (np.abs(u[1] - offset[1])[None, :] <= r_ref)
+    out: list[tuple[float, float] | None] = []
+    nccs = []
+    for e, m in zip(exp_rc, maps):
+        p = peak_of(np.where(window, m, -np.inf))
+        nccs.append(p.ncc)
+        if p.ncc < 0.3:
+            out.append(None)
+            continue
+        out.append((float(e[1] + p.shift[1]), float(e[0] + p.shift[0])))
+    return out, {"offset_px": (float(offset[1]), float(offset[0])), "polarity": int(sign), "marker_ncc": nccs}
