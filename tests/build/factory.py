@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -188,7 +189,7 @@ def all_objects(p: Patient) -> dict[str, Dataset]:
                                      registration_sub_type="3D3D", settings=settings(**{"storage.ihe_ro_2008": "true"}),
                                      content_label="MATCH_3D3D", content_description="3D/3D match (IHE-RO 2008)",
                                      content_datetime=WHEN)
-    with_curves = p.kv_images[4].copy()
+    with_curves = copy.deepcopy(p.kv_images[4])
     add_marker_curves(with_curves, [MarkerPixel(10.25, 20.5, "M1"), MarkerPixel(30.0, 5.75, "M2")])
     return {"CT": p.ct[0], "CBCT": p.cbct[0], "RTSTRUCT": p.structure_set, "RTPLAN": p.plan, "DRR": p.drrs[3],
             "RTIMAGE KV": p.kv_images[3], "RTIMAGE MV": p.mv_image, "RTIMAGE CURVES": with_curves,

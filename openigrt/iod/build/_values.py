@@ -3,7 +3,7 @@
 The shared ``<Attribute>Values`` enums live in :mod:`openigrt.iod.enum` (engineer C); its
 ``coerce`` is tolerant (readers keep unknown Defined Terms as text). Builders are strict
 (docs/ARCHITECTURE.md habit 5): :func:`coerce_enum` turns ``str | Enum`` into the member or raises
-:class:`~openigrt.errors.BuildError` naming the attribute.
+:class:`~openigrt.errors.BuildError` naming the attribute (and its tag when it is a DICOM keyword).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
-from openigrt.errors import BuildError
+from openigrt.iod.build.common import build_error
 
 
 class ImagerValues(str, Enum):
@@ -35,7 +35,7 @@ E = TypeVar("E", bound=Enum)
 
 
 def coerce_enum(enum: type[E], value: object, keyword: str) -> E:
-    """Convert ``str | Enum`` to a member of *enum*, or raise :class:`BuildError` naming *keyword*.
+    """Convert ``str | Enum`` to a member of *enum*, or raise ``BuildError`` naming *keyword*.
 
     >>> coerce_enum(ImagerValues, "KV", "Imager")
     <ImagerValues.KV: 'KV'>
@@ -50,4 +50,4 @@ def coerce_enum(enum: type[E], value: object, keyword: str) -> E:
         return enum(value.value if isinstance(value, Enum) else value)
     except ValueError:
         allowed = ", ".join(str(m.value) for m in enum)
-        raise BuildError(f"{keyword}: {value!r} is not one of {allowed}") from None
+        raise build_error(keyword, f"{value!r} is not one of {allowed}") from None

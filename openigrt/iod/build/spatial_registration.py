@@ -189,7 +189,7 @@ def rigid_matrix(transform: RigidTransform | ArrayLike, *, strict: bool = False)
         raise build_error("FrameOfReferenceTransformationMatrix", f"not a RIGID matrix: {exc}") from None
     if strict:
         r = m[:3, :3]
-        if not np.allclose(r.T @ r, np.eye(3), atol=IHE_RO_ORTHONORMAL_TOL):
+        if not np.allclose(r.T @ r, np.eye(3), rtol=0.0, atol=IHE_RO_ORTHONORMAL_TOL):
             raise build_error("FrameOfReferenceTransformationMatrix",
                               f"rotation not orthonormal within {IHE_RO_ORTHONORMAL_TOL} (IHE-RO 2008 option)")
         u, _, vt = np.linalg.svd(r)
