@@ -312,10 +312,11 @@ def _beam_common(number: int, name: str, machine: str, delivery: str, jaws: Jaws
 
 
 def _control_points(*, gantry: float, collimator: float, couch: float, jaws: Jaws, mlc: Mlc | None,
-                    setup: PlanSetup, energy_mev: float, dose_rate: float | None) -> list[Dataset]:
+                    setup: PlanSetup, energy_mev: float | None, dose_rate: float | None) -> list[Dataset]:
     cp0 = Dataset()
     cp0.ControlPointIndex = 0
-    cp0.NominalBeamEnergy = ds_value(energy_mev)
+    if energy_mev is not None:
+        cp0.NominalBeamEnergy = ds_value(energy_mev)
     if dose_rate is not None:
         cp0.DoseRateSet = ds_value(dose_rate)
     positions = []
@@ -373,7 +374,7 @@ def _setup_beam(b: SetupBeam, setup: PlanSetup, machine: str) -> Dataset:
     beam.PlannedVerificationImageSequence = [image]
     beam.ControlPointSequence = _control_points(
         gantry=b.gantry_angle_deg, collimator=0.0, couch=0.0, jaws=b.jaws, mlc=None, setup=setup,
-        energy_mev=0.1, dose_rate=None)
+        energy_mev=None, dose_rate=None)
     if b.reference_image_uid:
         beam.ReferencedReferenceImageSequence = [_reference_image(b.reference_image_uid)]
     return beam
