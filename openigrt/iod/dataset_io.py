@@ -40,6 +40,7 @@ from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
     CTImageStorage,
@@ -306,7 +307,7 @@ class AttributeReader:
 
     @staticmethod
     def _to_str(value: Any) -> str:
-        if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str | bytes):
+        if isinstance(value, list | tuple | MultiValue):
             return "\\".join(str(v).strip() for v in value)
         if isinstance(value, bytes):
             return value.decode("latin-1").strip(" \x00")
@@ -317,9 +318,9 @@ class AttributeReader:
         value = self._elem_value(keyword, required=False)
         if value is None:
             return ()
-        if isinstance(value, str):
-            return (value.strip(),)
-        return tuple(str(v).strip() for v in value)
+        if isinstance(value, list | tuple | MultiValue):
+            return tuple(str(v).strip() for v in value)
+        return (str(value).strip(),)
 
     def int(self, keyword: str) -> int:
         value = self._elem_value(keyword, required=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.uid import RTImageStorage
 
@@ -264,7 +265,7 @@ def _curve_text(ds: Dataset, group: int, element: int) -> str | None:
     value = ds[tag].value
     if isinstance(value, bytes):
         return value.decode("latin-1").strip(" \x00")
-    if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str):
+    if isinstance(value, list | tuple | MultiValue):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
 

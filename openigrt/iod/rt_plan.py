@@ -262,8 +262,7 @@ class Beam:
         """PLAN-2: what this beam images, from its Planned Verification Image Sequence."""
         items = self.planned_verification_images or ()
         if not items:
-            return ImagingDecision(ImagingKindValues.NONE, (), "no Planned Verification Image Sequence: "
-                                   "imaging can only be started manually")
+            return ImagingDecision(ImagingKindValues.NONE, (), "no Planned Verification Image Sequence")
         kinds = [i.kind() for i in items]
         params = tuple(i.parameters for i in items)
         if all(k == ImagingKindValues.MV_PORTAL for k in kinds):
@@ -277,7 +276,7 @@ class Beam:
             return ImagingDecision(kinds[0], params)
         if all(k == ImagingKindValues.FILM for k in kinds):
             return ImagingDecision(ImagingKindValues.FILM, params, "no Imaging Device-Specific Acquisition "
-                                   "Parameters: film")
+                                   "Parameters")
         return ImagingDecision(ImagingKindValues.OTHER, params,
                                f"{len(items)} planned verification images of kinds {[k.value for k in kinds]}")
 
