@@ -20,6 +20,7 @@ builder                                    object                               
 :func:`build_verification_ct_series`       verification CBCT slices                      IOD-6
 :func:`build_planning_ct_series`           planning CT slices (phantom)                   SIM-1
 :func:`build_rt_plan`                      RT Plan with treatment and setup beams (phantom) SIM-1
+:func:`filter_for_storage`                 applies the ``[storage]`` switches              IOD-7
 =========================================  ===========================================  ======
 """
 
@@ -44,6 +45,7 @@ from openigrt.iod.build.rt_image import (
 )
 from openigrt.iod.build.rt_plan import Jaws, Mlc, PlanSetup, SetupBeam, TreatmentBeam, build_rt_plan
 from openigrt.iod.build.spatial_registration import build_spatial_registration
+from openigrt.iod.build.storage import filter_for_storage, storage_decision
 from openigrt.iod.build.structure_set import (
     IsocenterPoints,
     MarkerPoint,
@@ -59,6 +61,6 @@ __all__ = [
     "SetupBeam", "SetupTechniqueValues", "TreatmentBeam", "add_marker_curves", "build_acquired_rt_image",
     "build_isocenter_structure_set", "build_marker_structure_set", "build_planning_ct_series",
     "build_reference_drr", "build_rt_plan", "build_spatial_registration", "build_structure_set",
-    "build_verification_ct_series", "centered_rt_image_position", "map_patient_sex", "read_marker_curves",
-    "write_file",
+    "build_verification_ct_series", "centered_rt_image_position", "filter_for_storage", "map_patient_sex",
+    "read_marker_curves", "storage_decision", "write_file",
 ]
