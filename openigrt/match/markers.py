@@ -322,6 +322,7 @@ def match_markers(
     polarity: int = 0,
     outlier_mm: float = MARKER_OUTLIER_MM,
     templates: Sequence[NDArray[np.floating]] | None = None,
+    anatomy: Sequence[NDArray[np.floating]] | None = None,
 ) -> MatchResult:
     """Marker match (MATCH-5): find the planned markers in the projections, solve the 3D shift.
 
@@ -349,6 +350,9 @@ def match_markers(
         :func:`marker_only_volume` in that view's geometry): markers are then found by template
         NCC (:func:`find_markers_2d_template`), which is far more robust against bone edges than
         the blob filter used without templates.
+    anatomy : sequence of ndarray, optional
+        Per view, the DRR of the CT without its markers (:func:`split_markers`) at the planned
+        position: subtracted before the template search (needs *templates*).
 
     Returns
     -------
@@ -381,7 +385,8 @@ def match_markers(
         s = pixels_per_mm(proj, start.mean(axis=0))
         if templates is not None:
             pos, rep = find_markers_2d_template(img, templates[v], proj.project(planned), pixels_per_mm_at_iso=s,
-                                                search_mm=search_mm, polarity=polarity)
+                                                search_mm=search_mm, polarity=1 if polarity == 0 else polarity,
+                                                anatomy=None if anatomy is None else anatomy[v])
         else:
             pos, rep = find_markers_2d(img, proj.project(start), pixels_per_mm_at_iso=s, search_mm=search_mm,
                                        refine_mm=refine_mm, marker_diameter_mm=marker_diameter_mm,
@@ -451,20 +456,52 @@ def marker_only_volume(ct: Volume, *, excess_hu: float = MARKER_EXCESS_HU,
     Render it with the DRR renderer in each acquired view's geometry to get the marker
     templates of :func:`match_markers` (the exact projected shape of every seed).
     """
+    return split_markers(ct, excess_hu=excess_hu, background_box_mm=background_box_mm)[0]
+
+
+def split_markers(ct: Volume, *, excess_hu: float = MARKER_EXCESS_HU,
+                  background_box_mm: float = BACKGROUND_BOX_MM) -> tuple[Volume, Volume]:
+    """``(markers only, anatomy without markers)`` of a CT.
+
+    Markers only: ``−1000 + excess`` inside the detected marker components (−1000 elsewhere);
+    anatomy: the CT with those voxels replaced by the local background (grey opening). DRRs of
+    the two in an acquired view's geometry are the ``templates`` and ``anatomy`` of
+    :func:`match_markers`.
+    """
     from scipy import ndimage
 
     a = np.asarray(ct.array, dtype=np.float32)
     dx, dy, dz = ct.spacing_mm
     size = tuple(max(3, int(np.ceil(background_box_mm / s)) | 1) for s in (dz, dy, dx))
-    out = np.full(a.shape, -1000.0, np.float32)
+    markers = np.full(a.shape, -1000.0, np.float32)
+    anatomy = a.copy()
     for m in detect_markers(ct, excess_hu=excess_hu, background_box_mm=background_box_mm):
         k, j, i = np.rint(ct.patient_to_index([m.position_mm])[0][::-1]).astype(int)
         sl = tuple(slice(max(0, c - 2 * n), c + 2 * n + 1) for c, n in zip((k, j, i), size))
         sub = a[sl]
-        ex = sub - ndimage.grey_opening(sub, size=size)
+        opened = ndimage.grey_opening(sub, size=size)
+        ex = sub - opened
         keep = ndimage.binary_dilation(ex > excess_hu, iterations=1)
-        out[sl] = np.where(keep, np.maximum(out[sl], -1000.0 + np.maximum(ex, 0.0)), out[sl])
-    return ct.with_array(out)
+        markers[sl] = np.where(keep, np.maximum(markers[sl], -1000.0 + np.maximum(ex, 0.0)), markers[sl])
+        anatomy[sl] = np.where(keep, opened, anatomy[sl])
+    return ct.with_array(markers), ct.with_array(anatomy)
+
+
+def _subtract_anatomy(fb: NDArray[np.float64], ab: NDArray[np.float64], search_px: int) -> NDArray[np.float64]:
+    """``fb − (g · ab(x − u) + o)``: the band-passed anatomy DRR shifted (searched at half resolution)
+    and scaled onto the band-passed image."""
+    from scipy import ndimage
+
+    from openigrt.match._ncc import masked_ncc_search
+
+    r, c = (fb.shape[0] // 2) * 2, (fb.shape[1] // 2) * 2
+    f2 = fb[:r, :c].reshape(r // 2, 2, c // 2, 2).mean(axis=(1, 3))
+    a2 = ab[:r, :c].reshape(r // 2, 2, c // 2, 2).mean(axis=(1, 3))
+    pk = masked_ncc_search(f2, a2, max_shift=search_px / 2 + 1, min_overlap_fraction=0.5)
+    moved = ndimage.shift(ab, 2.0 * np.asarray(pk.shift), order=1, mode="nearest")
+    x = np.column_stack([moved.ravel(), np.ones(moved.size)])
+    gain, off = np.linalg.lstsq(x, fb.ravel(), rcond=None)[0]
+    return fb - (gain * moved + off)
 
 
 def _crop_at(a: NDArray[np.float64], origin_rc: NDArray[np.int64], shape: tuple[int, int]) -> NDArray[np.float64]:
@@ -486,6 +523,7 @@ def find_markers_2d_template(
     search_mm: float = 20.0,
     refine_mm: float = 3.0,
     polarity: int = 1,
+    anatomy: NDArray[np.floating] | None = None,
 ) -> tuple[list[tuple[float, float] | None], dict[str, Any]]:
     """Find markers by NCC with their rendered templates (constellation first, then each marker).
 
@@ -493,18 +531,33 @@ def find_markers_2d_template(
     geometry (render of :func:`marker_only_volume`); both images are band-passed. Returns
     ``(column, row)`` per marker (None when the local NCC peak is below 0.3) and a report.
     *polarity* 1 means markers are brighter than their surroundings (image values grow with
-    attenuation, as in a DRR); -1 for transmission-like images.
+    attenuation, as in a DRR); -1 for transmission-like images. With *anatomy* (DRR of the CT
+    without markers, planned position, same geometry) the anatomy is first registered (shift),
+    scaled and subtracted, so bone edges cannot be taken for markers.
     """
     from openigrt.match._ncc import masked_ncc_map, peak_of
     from openigrt.match.projection2d import bandpass
 
     s = float(pixels_per_mm_at_iso)
     sign = 1.0 if polarity >= 0 else -1.0
-    fb = bandpass(image, fine_px=max(0.7, 0.25 * s), coarse_px=3.0 * s)
-    tb = sign * bandpass(template, fine_px=max(0.7, 0.25 * s), coarse_px=3.0 * s)
-    exp_rc = np.asarray(expected_colrow, float)[:, ::-1]
+    exp_full = np.asarray(expected_colrow, float)[:, ::-1]
     half_t = int(np.ceil(4.0 * s))  # template half-size around each marker (seed ≤ 5 mm long)
     sp = int(np.ceil(search_mm * s))
+    fine, coarse = max(0.7, 0.25 * s), 3.0 * s
+    # work on the part of the image the search can reach (+ room for the filters and the anatomy shift)
+    margin = half_t + 2 * sp + int(np.ceil(3 * coarse))
+    shape_img = np.asarray(np.shape(image))
+    lo = np.clip(np.floor(exp_full.min(axis=0)).astype(int) - margin, 0, shape_img)
+    hi = np.clip(np.ceil(exp_full.max(axis=0)).astype(int) + margin + 1, 0, shape_img)
+    if np.any(hi - lo < 8):
+        return [None] * len(exp_full), {"offset_px": (0.0, 0.0), "polarity": int(sign), "marker_ncc": []}
+    sl = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])))
+    exp_rc = exp_full - lo
+    fb = bandpass(np.asarray(image)[sl], fine_px=fine, coarse_px=coarse)
+    tb = sign * bandpass(np.asarray(template)[sl], fine_px=fine, coarse_px=coarse)
+    if anatomy is not None:
+        ab = sign * bandpass(np.asarray(anatomy)[sl], fine_px=fine, coarse_px=coarse)
+        fb = _subtract_anatomy(sign * fb, ab, sp) * sign
     size = 2 * (half_t + sp) + 1
     inside_img = np.ones(fb.shape)
     maps = []
@@ -533,5 +586,5 @@ def find_markers_2d_template(
         if p.ncc < 0.3:
             out.append(None)
             continue
-        out.append((float(e[1] + p.shift[1]), float(e[0] + p.shift[0])))
+        out.append((float(e[1] + lo[1] + p.shift[1]), float(e[0] + lo[0] + p.shift[0])))
     return out, {"offset_px": (float(offset[1]), float(offset[0])), "polarity": int(sign), "marker_ncc": nccs}

@@ -71,11 +71,12 @@ def _bin(image: NDArray[np.floating], f: int) -> NDArray[np.float64]:
 
 
 def bandpass(image: NDArray[np.floating], *, fine_px: float, coarse_px: float) -> NDArray[np.float64]:
-    """Difference of Gaussians ``G_fine − G_coarse`` (array ``(rows, cols)``)."""
+    """Difference of Gaussians ``G_fine − G_coarse`` (array ``(rows, cols)``, kernels cut at 3 sigma)."""
     from scipy import ndimage
 
     a = np.asarray(image, dtype=np.float64)
-    return ndimage.gaussian_filter(a, fine_px, mode="nearest") - ndimage.gaussian_filter(a, coarse_px, mode="nearest")
+    return (ndimage.gaussian_filter(a, fine_px, mode="nearest", truncate=3.0)
+            - ndimage.gaussian_filter(a, coarse_px, mode="nearest", truncate=3.0))
 
 
 def _rot(theta: float) -> NDArray[np.float64]:
