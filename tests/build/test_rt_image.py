@@ -248,3 +248,12 @@ def test_marker_curve_errors(patient: Patient) -> None:
     add_marker_curves(ds, [MarkerPixel(1.0, 1.0)])
     with pytest.raises(BuildError, match=r"^CurveData: .*already holds curves"):
         add_marker_curves(ds, [MarkerPixel(1.0, 1.0)])
+
+
+def test_mv_exposure_refuses_kv_only_values(patient: Patient) -> None:
+    with pytest.raises(BuildError, match=r"^XRayTubeCurrent .*kV images only"):
+        build_acquired_rt_image(
+            pixel_array=np.zeros((40, 48), np.uint16), imager="MV", rt_image_label="MV", geometry=geometry(0.0, 40, 48),
+            exposure=Exposure(kvp=6000.0, meterset_exposure=1.0, beam_limiting_devices=jaws_kv(), xray_tube_current_ma=5),
+            plan=patient.plan, referenced_beam_number=1, frame_of_reference_uid=patient.session_for,
+            settings=patient.settings)

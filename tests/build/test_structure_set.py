@@ -192,3 +192,22 @@ def test_invalid_inputs_name_the_attribute(patient: Patient) -> None:
     with pytest.raises(BuildError, match=r"^ReferencedSOPClassUID .*not an RT Structure Set"):
         build_marker_structure_set(planning_ct=patient.ct, original_structure_set=patient.plan,
                                    markers=[MarkerPoint("M", (0.0, 0.0, 0.0))], settings=patient.settings)
+
+
+def test_export_rois_read_from_the_original_structure_set(patient: Patient, tmp_path: Path) -> None:
+    """IOD-3 with the project's reader: the original PTV, read back, is exported with the markers."""
+    from openigrt.iod.build import roi_from_structure, write_file
+    from openigrt.iod.dataset_io import read_file
+    from openigrt.iod.rt_structure_set import RTStructureSet
+
+    original = RTStructureSet.from_dataset(read_file(write_file(patient.structure_set, tmp_path / "rs.dcm")))
+    ptv = roi_from_structure(original.structure("PTV"))
+    assert (ptv.roi_name, ptv.rt_roi_interpreted_type.value, len(ptv.contours)) == ("PTV", "PTV", 4)
+    ds = build_marker_structure_set(planning_ct=patient.ct, original_structure_set=patient.structure_set,
+                                    markers=[MarkerPoint("M1", MARKERS[0])], exported_rois=[ptv],
+                                    settings=patient.settings)
+    (_, contour, _) = _by_name(ds)["PTV"]
+    assert [float(_points(c)[0, 2]) for c in contour.ContourSequence] == list(SLICE_Z[1:5])
+    marker = original.structure("Marker1")
+    with pytest.raises(BuildError, match=r"^ContourSequence .*'Marker1': needs contours"):
+        roi_from_structure(type(marker)(marker.roi, None, None, None))  # an ROI without contours

@@ -53,6 +53,7 @@ from openigrt.iod.build.structure_set import (
     build_isocenter_structure_set,
     build_marker_structure_set,
     build_structure_set,
+    roi_from_structure,
 )
 
 __all__ = [
@@ -62,5 +63,5 @@ __all__ = [
     "build_isocenter_structure_set", "build_marker_structure_set", "build_planning_ct_series",
     "build_reference_drr", "build_rt_plan", "build_spatial_registration", "build_structure_set",
     "build_verification_ct_series", "centered_rt_image_position", "filter_for_storage", "map_patient_sex",
-    "read_marker_curves", "storage_decision", "write_file",
+    "read_marker_curves", "roi_from_structure", "storage_decision", "write_file",
 ]

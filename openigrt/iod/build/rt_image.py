@@ -393,11 +393,12 @@ def _check_cine(cine: Cine | None, n_frames: int, *, mpeg2: bool) -> None:
 def _check_exposure_for(kind: ImagerValues, exposure: Exposure) -> None:
     if not isinstance(exposure, Exposure):
         raise build_error("ExposureSequence", f"expected an Exposure, got {type(exposure).__name__}")
-    if kind is ImagerValues.KV:
-        if exposure.xray_tube_current_ma is None:
-            raise build_error("XRayTubeCurrent", "required for a kV image")
-        if exposure.exposure_time_ms is None:
-            raise build_error("ExposureTime", "required for a kV image")
+    for attr, kw in (("xray_tube_current_ma", "XRayTubeCurrent"), ("exposure_time_ms", "ExposureTime")):
+        given = getattr(exposure, attr) is not None
+        if kind is ImagerValues.KV and not given:
+            raise build_error(kw, "required for a kV image")
+        if kind is ImagerValues.MV and given:
+            raise build_error(kw, "is written for kV images only (an MV image has no tube current/exposure time)")
 
 
 # --------------------------------------------------------------------------- writers

@@ -62,6 +62,7 @@ from openigrt.iod.enum import (
     StructureSetRelationshipValues,
 )
 from openigrt.iod.private import MARKER_SUBTYPE, REFERENCED_STRUCTURE_SET_SEQUENCE, STRUCTURE_SET_RELATIONSHIP
+from openigrt.iod.rt_structure_set import Structure
 from openigrt.uids import new_uid
 
 #: ROI Physical Property term recording the patient support angle on isocenter ROIs (IOD-2).
@@ -138,6 +139,23 @@ class Roi:
         pos = check_vector("ContourData", position_mm, 3)
         return cls(roi_name, rt_roi_interpreted_type, (np.asarray([pos]),),  # type: ignore[arg-type]
                    contour_geometric_type=ContourGeometricTypeValues.POINT, **kwargs)  # type: ignore[arg-type]
+
+
+def roi_from_structure(structure: Structure) -> Roi:
+    """A :class:`Roi` from a structure read by :class:`openigrt.iod.rt_structure_set.RTStructureSet`.
+
+    For exporting the original structure set's volumetric ROIs with the markers (IOD-3): name,
+    interpreted type, colour and contours are kept; the builder resamples them onto the CT.
+    Raises BuildError naming the ROI when it has no contour or mixed geometric types.
+    """
+    contours = structure.contours
+    kinds = {str(getattr(c.contour_geometric_type, "value", c.contour_geometric_type)) for c in contours}
+    if not contours or len(kinds) != 1:
+        raise build_error("ContourSequence", f"ROI {structure.name!r}: needs contours of one geometric type, got {sorted(kinds)}")
+    color = structure.contour.roi_display_color if structure.contour else None
+    kind = structure.interpreted_type
+    return Roi(structure.name, getattr(kind, "value", kind) or "ORGAN", tuple(c.points_mm for c in contours),
+               contour_geometric_type=kinds.pop(), roi_display_color=tuple(color) if color and len(color) == 3 else (255, 0, 0))
 
 
 @dataclass(frozen=True)
