@@ -12,9 +12,10 @@ marker    PLAN-3, PLAN-9 CT set, PLAN-10 structure set, PLAN-11 markers
 3d3d      PLAN-3, PLAN-9, PLAN-10 (when a structure set is given)
 ========  =====================================================================================
 
-The match is **possible** when no finding is a Failure. A Failure about a beam, image or object
-the match does not use (a broken DRR of another beam, a kV beam when the 3D/3D match uses the
-CBCT beam) is reported as a Warning ending "(not used by this match)".
+The match is **possible** when no finding is a Failure. When PLAN-8 found beams for the match,
+a Failure about a beam, image or object the match does not use (a broken DRR of another beam, a
+kV beam when the 3D/3D match uses the CBCT beam) is reported as a Warning ending "(not used by
+this match)"; when PLAN-8 found none, every Failure stays, since each explains why.
 
 :func:`validate_paths` does everything from files/directories (what ``openigrt validate`` and
 the phantom tests call).
@@ -184,7 +185,8 @@ def evaluate(inputs: PatientInputs, match: MatchTypeValues | str, *,
     need_ref = match in (MatchTypeValues.MATCH_2D, MatchTypeValues.MATCH_2D2D)
     cands, ref_findings = match_types.candidates(plan, images, tolerances, need_reference=need_ref)
     if need_ref:
-        found += references.check_reference_images(plan, images, [c.beam for c in cands])
+        found += references.check_reference_images(
+            plan, images, [c.beam for c in cands if c.kind != match_types.CandidateKindValues.CBCT])
         found += ref_findings
     iso, single = references.check_same_isocenter(plan, images, tolerances, match=match)
     found += iso
@@ -224,7 +226,7 @@ def _used_objects(inputs: PatientInputs, match: MatchTypeValues, used: tuple[int
 
 def _received(inputs: PatientInputs, match: MatchTypeValues, used: tuple[int, ...]) -> list[Finding]:
     """PLAN-13 (Failures only for objects this match uses) and the flaws tolerated while reading."""
-    uids = _used_objects(inputs, match, used)
+    uids = _used_objects(inputs, match, used) if used else {f.sop_instance_uid for f in inputs.received}
     used_files = [f for f in inputs.received if f.sop_instance_uid in uids]
     other = [f for f in inputs.received if f.sop_instance_uid not in uids]
     out = type1.check_type1(used_files)
@@ -242,6 +244,8 @@ def _not_used(f: Finding) -> Finding:
 
 def _downgrade_unused(found: list[Finding], plan: RTPlan, used: tuple[int, ...],
                       cands: Sequence[match_types.Candidate]) -> list[Finding]:
+    if not used:  # the match is not possible: every failure helps explain why
+        return found
     used_labels = {beams.beam_label(b) for b in plan.beams if b.beam_number in used}
     used_labels |= {references.image_label(c.reference) for c in cands
                     if c.reference is not None and c.beam.beam_number in used}

@@ -83,7 +83,7 @@ def candidates(plan: RTPlan, images: Sequence[RTImage], tolerances: PlanToleranc
         if b.gantry_angle_deg is None:
             problems.append("no Gantry Angle")
         reference = None
-        if need_reference:
+        if need_reference and kind != CandidateKindValues.CBCT:  # a CBCT is matched against the CT
             reference, ref_findings = _reference(plan, b, refs.get(b.beam_number, []), tolerances)
             found.extend(ref_findings)
             if reference is None:

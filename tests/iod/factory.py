@@ -354,3 +354,29 @@ def write_patient(directory: Path, patient: dict[str, object]) -> Path:
     for i, d in enumerate(patient["drrs"]):  # type: ignore[arg-type]
         save(d, directory / f"RI{i}.dcm")
     return directory
+
+
+def registration(matrix: object = None, *, ref_for: str = FOR, ver_for: str = "1.2.826.0.1.3680043.10.1.9") -> Dataset:
+    """A minimal Spatial Registration with the Type 1 attributes (reference item + identity item)."""
+    from pydicom.uid import SpatialRegistrationStorage
+
+    m = np.eye(4) if matrix is None else np.asarray(matrix, dtype=float)
+    ds = _base(Dataset(), str(SpatialRegistrationStorage), _uid(5, 1), "REG")
+    ds.FrameOfReferenceUID = ver_for
+    ds.PositionReferenceIndicator = ""
+    ds.InstanceNumber = 0
+    ds.ContentLabel = "MATCH"
+    ds.ContentDate, ds.ContentTime = "20240101", "120000"
+    items = []
+    for for_uid, mm in ((ref_for, m), (ver_for, np.eye(4))):
+        it = Dataset()
+        it.FrameOfReferenceUID = for_uid
+        mr = Dataset()
+        mat = Dataset()
+        mat.FrameOfReferenceTransformationMatrix = [float(v) for v in mm.ravel()]
+        mat.FrameOfReferenceTransformationMatrixType = "RIGID"
+        mr.MatrixSequence = [mat]
+        it.MatrixRegistrationSequence = [mr]
+        items.append(it)
+    ds.RegistrationSequence = items
+    return ds
