@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from openigrt.errors import BuildError
 from openigrt.geometry.rigid import RigidTransform
-from openigrt.iod.build import build_spatial_registration
+from openigrt.iod.build import build_spatial_registration, write_file
 from openigrt.iod.private import REGISTRATION_SUB_TYPE, read_private_value
 from tests.build.conftest import write_and_read
 from tests.build.factory import TRUTH, WHEN, Patient, settings
@@ -156,3 +159,32 @@ def test_invalid_inputs_name_the_attribute(patient: Patient) -> None:
         d.PatientID = "SOMEONE-ELSE"
     with pytest.raises(BuildError, match=r"^PatientID .*different patients"):
         _reg(patient, vers=other)
+
+
+@pytest.mark.skipif(shutil.which("plastimatch") is None, reason="plastimatch not installed")
+def test_direction_agrees_with_plastimatch_sro(patient: Patient, tmp_path: Path) -> None:
+    """An independent writer (plastimatch xf-convert) stores the same matrix for the same registration.
+
+    ITK's transform maps fixed (verification) points to moving (reference) points, i.e. it is
+    ``TRUTH⁻¹``; plastimatch turns it into a Spatial Registration in the fixed image's frame.
+    Its item for the moving (planning CT) frame must hold our reference item's matrix.
+    """
+    for name, images in (("fixed", patient.cbct), ("moving", patient.ct)):
+        (tmp_path / name).mkdir()
+        for k, ds in enumerate(images):
+            write_file(ds, tmp_path / name / f"{k}.dcm")
+    itk = TRUTH.inverse().matrix
+    params = " ".join(f"{v:.17g}" for v in (*itk[:3, :3].ravel(), *itk[:3, 3]))
+    (tmp_path / "xf.txt").write_text("#Insight Transform File V1.0\n#Transform 0\n"
+                                     f"Transform: AffineTransform_double_3_3\nParameters: {params}\n"
+                                     "FixedParameters: 0 0 0\n")
+    subprocess.run(["plastimatch", "xf-convert", "--input", str(tmp_path / "xf.txt"), "--output-dicom",
+                    str(tmp_path / "out"), "--fixed-rcs", str(tmp_path / "fixed"), "--moving-rcs",
+                    str(tmp_path / "moving")], check=True, capture_output=True, timeout=120)
+    (sro,) = (tmp_path / "out").glob("sro_*.dcm")
+    theirs = dcmread(sro)
+    ours = _reg(patient)
+    assert theirs.FrameOfReferenceUID == ours.FrameOfReferenceUID == patient.session_for
+    ref_for = patient.ct[0].FrameOfReferenceUID
+    np.testing.assert_allclose(_matrix_for(theirs, ref_for), _matrix_for(ours, ref_for), atol=1e-5)
+    np.testing.assert_allclose(_matrix_for(theirs, patient.session_for), np.eye(4))

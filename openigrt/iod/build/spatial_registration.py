@@ -13,7 +13,9 @@ references the **reference** images (planning CT slices or reference DRRs) store
 that maps reference patient coordinates to verification patient coordinates — exactly
 ``RigidTransform.matrix`` of a match result (:mod:`openigrt.geometry.rigid`: "maps reference
 patient mm → verification patient mm"). It is written unchanged, never inverted. The item that
-references the verification images stores the identity.
+references the verification images stores the identity. plastimatch's independent writer
+(``xf-convert --output-dicom``) stores the same matrix for the same registration
+(``tests/build/test_spatial_registration.py``).
 
 Layout
 ------
