@@ -199,6 +199,8 @@ def test_invalid_inputs_name_the_attribute(patient: Patient) -> None:
         _kv(patient, plan=patient.ct[0])
     with pytest.raises(BuildError, match=r"^LeafJawPositions .*symmetric X jaws"):
         BeamLimitingDevice("X", (-10.0, 20.0))
+    with pytest.raises(BuildError, match=r"^RTBeamLimitingDeviceType .*jaws only"):
+        Exposure(kvp=100.0, meterset_exposure=0.0, beam_limiting_devices=(BeamLimitingDevice("MLCX", (-1.0, 1.0)),))
     with pytest.raises(BuildError, match=r"^RTBeamLimitingDeviceType .*'Z'"):
         BeamLimitingDevice("Z", (-10.0, 10.0))
     with pytest.raises(BuildError, match=r"^StartCumulativeMetersetWeight .*MV images only"):

@@ -132,6 +132,9 @@ class Exposure:
         if not devices or not all(isinstance(d, BeamLimitingDevice) for d in devices):
             raise build_error("BeamLimitingDeviceSequence", "need at least one BeamLimitingDevice (the jaws)")
         kinds = [d.rt_beam_limiting_device_type for d in devices]
+        if any(k.value not in _JAW_TYPES for k in kinds):  # type: ignore[union-attr]
+            raise build_error("RTBeamLimitingDeviceType", "the Exposure Sequence lists the jaws only (X, Y, ASYMX, "
+                              f"ASYMY; SPEC IOD-4), got {[k.value for k in kinds]}")  # type: ignore[union-attr]
         if len(set(kinds)) != len(kinds):
             raise build_error("RTBeamLimitingDeviceType", f"each device type at most once, got {[k.value for k in kinds]}")  # type: ignore[union-attr]
         object.__setattr__(self, "beam_limiting_devices", devices)
