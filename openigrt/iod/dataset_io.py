@@ -145,10 +145,13 @@ def captured_pydicom_warnings(issues: list[str], where: str) -> Iterator[None]:
 
 
 def _convert_all(ds: Dataset, where: str, issues: list[str]) -> None:
-    """Convert every raw element now (eager conversion), except bulk values parsed by readers."""
+    """Convert every raw element now (eager conversion), except bulk values parsed by readers and
+    private elements (whose VR only our private dictionary knows, IOD-8)."""
     for tag in list(ds.keys()):
         if tag in _BULK or (tag.group & 0xFF00) == 0x5000 and tag.element == 0x3000:
             continue
+        if tag.is_private and not tag.is_private_creator:
+            continue  # left raw: openigrt.iod.private types them from our dictionary, by creator
         try:
             elem = ds[tag]
         except Exception as exc:  # an undecodable element is an issue, not a crash: keep its bytes as UN

@@ -381,3 +381,21 @@ def test_spatial_registration_direction() -> None:
     assert reg.registrations[0].registration_type_codes[0].code_value == "125024"
     with pytest.raises(DicomInputError, match="no Registration Sequence item"):
         reg.transform(source_for="9.9", target_for="1.2.3.8")
+
+
+def test_read_paths_named_bad_file_raises_but_directory_skips(tmp_path) -> None:
+    d = tmp_path / "mixed"
+    F.write_patient(d, F.good_patient())
+    (d / "notes.txt").write_text("not DICOM")
+    (d / ".hidden").write_bytes(b"\x00" * 10)
+    files, skipped = read_paths([d])
+    assert len(files) == 14 and len(skipped) == 1 and "notes.txt" in skipped[0]
+    with pytest.raises(DicomInputError, match="notes.txt"):
+        read_paths([d / "notes.txt"])
+
+
+def test_private_elements_stay_raw_until_typed_by_creator() -> None:
+    f = read_file(ECLIPSE_RI)
+    assert isinstance(f.dataset.get_item(Tag(0x3273, 0x1000)), RawDataElement)
+    assert not isinstance(f.dataset.get_item(Tag(0x3273, 0x0010)), RawDataElement)  # creators are converted
+    assert P.read_private(f.dataset, P.RT_IMAGE_ISOCENTER_POSITION).VR == "DS"

@@ -103,3 +103,11 @@ def test_console_script_runs_as_a_subprocess(good_dir: Path) -> None:
                            "marker"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "marker match: POSSIBLE" in proc.stdout and "Marker1" in proc.stdout
+
+
+def test_skipped_files_are_listed(capsys, good_dir: Path) -> None:
+    (good_dir / "README.txt").write_text("notes, not DICOM")
+    rc, data = _validate(capsys, str(good_dir), "--match", "2d2d")
+    assert rc == 0 and len(data["inputs"]["skipped"]) == 1 and "README.txt" in data["inputs"]["skipped"][0]
+    assert any(f["id"] == "PLAN-13" and f["status"] == "Warning" and "README.txt" in f["message"]
+               for f in data["findings"])
