@@ -1,0 +1,335 @@
+"""Digitally reconstructed radiographs (SPEC SIM-2): attenuation line integrals through a CT.
+
+The geometry is a :class:`~openigrt.geometry.projection.ProjectionGeometry` (the same object
+that writes and reads the RT Image attributes and that the 2D/2D matcher uses), so a voxel at
+patient point ``p`` lands at ``geometry.project(p)`` (checked to 0.1 px, measured 0.01 px, in
+``tests/sim/test_drr.py``). Output ``image[row, col]``: row 0 is the top row, first pixel
+top-left, as in the RT Image (PS3.3 C.8.8.2.7).
+
+Method: Joseph's ray-driven projector [1]_. For each pixel, the ray from the source to the pixel
+centre is stepped from one voxel plane to the next along the index axis in which it advances most;
+at each plane the attenuation is bilinearly interpolated in the other two axes (= trilinear
+interpolation evaluated on the planes) and weighted by the path length between planes. Rays are
+clipped to the bounding box of voxels with μ > 0, and runs of samples in 8 × 8 × 4-voxel blocks
+that hold no μ > 0 voxel are skipped (exact: those samples are 0). Compiled with numba
+(``cache=True``; the first call in a fresh environment compiles for ~5 s), parallel over rows.
+
+HU → μ (per mm), :class:`AttenuationModel`: ``μ = μ_water · (1 + HU/1000)`` for HU ≤ 0 and
+``μ = μ_water · (1 + bone_factor · HU/1000)`` for HU > 0; μ = 0 at or below ``air_cutoff_hu``
+(−950 HU by default: air, CT noise in air). kV and MV presets below.
+
+Memory: the prepared μ volume (float32, same grid as the CT: 105 MB for 512 × 512 × 100), a
+block map (1/256 of that) and the output image; nothing per ray.
+
+>>> import numpy as np
+>>> from openigrt.geometry.volume import Volume
+>>> from openigrt.geometry.projection import ProjectionGeometry
+>>> hu = np.full((20, 20, 20), -1000, np.int16); hu[10, 10, 10] = 1000  # one bone voxel at (0, 0, 0) mm
+>>> vol = Volume(hu, origin_mm=(-10.0, -10.0, -10.0), spacing_mm=(1.0, 1.0, 1.0))
+>>> g = ProjectionGeometry(gantry_angle_deg=0, rows=64, columns=64, pixel_spacing_mm=(0.5, 0.5),
+...                        isocenter_mm=(2.0, 0.0, -3.0))
+>>> img = render_drr(vol, g)
+>>> rr, cc = np.mgrid[0:64, 0:64]
+>>> centroid = np.array([(img * cc).sum(), (img * rr).sum()]) / img.sum()
+>>> bool(np.abs(centroid - g.project([(0.0, 0.0, 0.0)])[0]).max() < 0.01)
+True
+
+References
+----------
+.. [1] P. M. Joseph, "An improved algorithm for reprojecting rays through pixel images",
+   IEEE Trans. Med. Imaging 1(3):192-196, 1982. doi:10.1109/TMI.1982.4307572
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from openigrt.geometry.projection import ProjectionGeometry
+from openigrt.geometry.rigid import RigidTransform
+from openigrt.geometry.volume import Volume
+
+__all__ = ["AttenuationModel", "KV_ATTENUATION", "MV_ATTENUATION", "DrrRenderer", "render_drr", "BLOCK_VOXELS"]
+
+
+@dataclass(frozen=True)
+class AttenuationModel:
+    """Bilinear HU → linear attenuation coefficient (per mm) for one beam quality.
+
+    Parameters
+    ----------
+    name
+        Label (``"kV"``, ``"MV"``).
+    mu_water_per_mm
+        μ of water at the effective energy (mm⁻¹).
+    bone_factor
+        Slope multiplier above 0 HU: > 1 for kV (photo-electric effect raises bone contrast),
+        1 for MV (Compton scattering, electron density).
+    air_cutoff_hu
+        μ = 0 at or below this HU (air and its CT noise).
+    """
+
+    name: str
+    mu_water_per_mm: float
+    bone_factor: float
+    air_cutoff_hu: float = -950.0
+
+    def mu(self, hu: NDArray[np.generic]) -> NDArray[np.float32]:
+        """μ (mm⁻¹, float32) of an HU array of any shape."""
+        h = np.asarray(hu, dtype=np.float32) * np.float32(1e-3)
+        mu = np.where(h > 0, h * np.float32(self.bone_factor), h)
+        mu += np.float32(1.0)
+        mu *= np.float32(self.mu_water_per_mm)
+        mu[h <= np.float32(self.air_cutoff_hu * 1e-3)] = 0.0
+        return mu.astype(np.float32, copy=False)
+
+
+#: ~60 keV effective energy (a 100-120 kVp imaging beam): water 0.020 mm⁻¹ (NIST XCOM 0.206 cm²/g).
+KV_ATTENUATION = AttenuationModel("kV", 0.020, 1.5)
+#: ~2 MeV effective energy (6 MV beam): water 0.0049 mm⁻¹ (NIST XCOM 0.0494 cm²/g).
+MV_ATTENUATION = AttenuationModel("MV", 0.0049, 1.0)
+
+
+class DrrRenderer:
+    """A CT prepared for repeated DRRs (μ conversion, support box and block map done once).
+
+    Parameters
+    ----------
+    volume
+        CT in HU on a :class:`~openigrt.geometry.volume.Volume` grid (reference patient mm).
+    attenuation
+        HU → μ model (default kV).
+
+    Examples
+    --------
+    ``DrrRenderer(ct).render(kv_geometry(90, isocenter_mm=iso))`` → ``(768, 1024)`` float32 line
+    integrals; ``render(g, setup_error=T)`` images the patient displaced by ``T`` (reference →
+    verification patient mm), the geometry being given in verification coordinates.
+    """
+
+    def __init__(self, volume: Volume, *, attenuation: AttenuationModel = KV_ATTENUATION) -> None:
+        if min(volume.shape) < 2:
+            raise ValueError(f"a DRR needs at least 2 voxels along every axis, got shape {volume.shape}")
+        self.volume = volume
+        self.attenuation = attenuation
+        self.mu = np.ascontiguousarray(attenuation.mu(volume.array))
+        self.occupancy = _occupancy(self.mu)
+        self.box_lo, self.box_hi = _support_box(self.occupancy, self.mu.shape)
+
+    def render(self, geometry: ProjectionGeometry, *, setup_error: RigidTransform | None = None) -> NDArray[np.float32]:
+        """Line integrals ``∫ μ ds`` (dimensionless), shape ``(rows, columns)``, float32."""
+        out = np.zeros((geometry.rows, geometry.columns), dtype=np.float32)
+        if self.box_lo is None or self.box_hi is None:
+            return out
+        src, det0, du, dv = self._index_geometry(geometry, setup_error)
+        m = self.volume.index_to_patient_matrix()[:3, :3]
+        _render(self.mu, self.occupancy, src, det0, du, dv, np.ascontiguousarray(m), self.box_lo, self.box_hi, out)
+        return out
+
+    def _index_geometry(self, geometry: ProjectionGeometry,
+                        setup_error: RigidTransform | None) -> tuple[NDArray[np.float64], ...]:
+        """Source, first pixel and per-column / per-row steps in the CT's continuous index space."""
+        origin, du, dv = geometry.detector_frame_patient_mm()
+        pts = np.stack([geometry.source_position_mm(), origin, origin + du, origin + dv])
+        if setup_error is not None:
+            pts = setup_error.inverse().apply(pts)  # verification frame -> reference CT frame
+        idx = self.volume.patient_to_index(pts)
+        return (np.ascontiguousarray(idx[0]), np.ascontiguousarray(idx[1]),
+                np.ascontiguousarray(idx[2] - idx[1]), np.ascontiguousarray(idx[3] - idx[1]))
+
+
+def render_drr(volume: Volume, geometry: ProjectionGeometry, *, attenuation: AttenuationModel = KV_ATTENUATION,
+               setup_error: RigidTransform | None = None) -> NDArray[np.float32]:
+    """One DRR: ``DrrRenderer(volume, attenuation=...).render(geometry, setup_error=...)``."""
+    return DrrRenderer(volume, attenuation=attenuation).render(geometry, setup_error=setup_error)
+
+
+def _support_box(occ: NDArray[np.uint8], shape: tuple[int, ...]) -> tuple[NDArray[np.float64] | None,
+                                                                          NDArray[np.float64] | None]:
+    """Index box (i, j, k) lo/hi (inclusive) of the flagged blocks, clipped to the grid."""
+    if not occ.any():
+        return None, None
+    bsz = BLOCK_VOXELS
+    lo, hi = [], []
+    for axis, (other, n) in enumerate((((0, 1), shape[2]), ((0, 2), shape[1]), ((1, 2), shape[0]))):
+        hit = np.flatnonzero(occ.any(axis=other))
+        lo.append(max(0, int(hit[0]) * bsz[axis] - 1))
+        hi.append(min(n - 1, (int(hit[-1]) + 1) * bsz[axis]))
+    return np.array(lo, dtype=np.float64), np.array(hi, dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------- numba kernel
+#: Empty-space skipping blocks, voxels along (i, j, k).
+BLOCK_VOXELS = (8, 8, 4)
+
+
+def _occupancy(mu: NDArray[np.float32]) -> NDArray[np.uint8]:
+    """Per-block flag "some voxel in the block, or one voxel past its upper faces, has μ > 0".
+
+    The extra voxel covers the upper interpolation neighbours, so skipping an unflagged block
+    never drops a non-zero sample: skipping is exact.
+    """
+    bi, bj, bk = BLOCK_VOXELS
+    nz, ny, nx = mu.shape
+    gz, gy, gx = -(-nz // bk), -(-ny // bj), -(-nx // bi)
+    pad = np.zeros((gz * bk, gy * bj, gx * bi), dtype=bool)
+    pad[:nz, :ny, :nx] = mu > 0
+    occ = pad.reshape(gz, bk, gy, bj, gx, bi).any(axis=(1, 3, 5))
+    # first voxel of the next block along each axis (and the diagonal ones)
+    first = pad[::bk, ::bj, ::bi]
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                if dz or dy or dx:
+                    occ[: gz - dz, : gy - dy, : gx - dx] |= first[dz:, dy:, dx:]
+    return np.ascontiguousarray(occ.astype(np.uint8))
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _clip_slab(s: float, d: float, lo: float, hi: float, t0: float, t1: float) -> tuple[float, float]:
+    if abs(d) < 1e-12:
+        if s < lo or s > hi:
+            return 1.0, 0.0
+        return t0, t1
+    ta = (lo - s) / d
+    tb = (hi - s) / d
+    if ta > tb:
+        ta, tb = tb, ta
+    return max(t0, ta), min(t1, tb)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _seg_occupied(occ: NDArray[np.uint8], m: int, kb: int, a0: float, a1: float, b0: float, b1: float,
+                  sa: int, sb: int) -> bool:
+    """Is any block flagged among those a segment spans (block ``kb`` along m; a, b ranges in voxels)?"""
+    gz, gy, gx = occ.shape
+    na = gy if m == 0 else gx
+    nb = gy if m == 2 else gz
+    ia0 = min(max(int(min(a0, a1)) // sa, 0), na - 1)
+    ia1 = min(max(int(max(a0, a1)) // sa, 0), na - 1)
+    ib0 = min(max(int(min(b0, b1)) // sb, 0), nb - 1)
+    ib1 = min(max(int(max(b0, b1)) // sb, 0), nb - 1)
+    for ia in range(ia0, ia1 + 1):
+        for ib in range(ib0, ib1 + 1):
+            if m == 0:
+                f = occ[ib, ia, kb]
+            elif m == 1:
+                f = occ[ib, kb, ia]
+            else:
+                f = occ[kb, ib, ia]
+            if f:
+                return True
+    return False
+
+
+@numba.njit(cache=True, fastmath=True)
+def _ray_sum(mu: NDArray[np.float32], occ: NDArray[np.uint8], s: NDArray[np.float64], d: NDArray[np.float64],
+             lo: NDArray[np.float64], hi: NDArray[np.float64]) -> tuple[float, int]:
+    """Σ μ over the voxel planes crossed by ``s + t d`` (t in [0, 1]) and the marching axis.
+
+    The ray is clipped to the index box ``[lo, hi]`` (inside ``[0, n − 1]``), so every sample
+    has its interpolation neighbours (``min(·, n − 2)`` only guards rounding at the far edge).
+    Leading and trailing runs of planes whose blocks are all unflagged in ``occ`` are skipped
+    (checked one block of planes at a time); the rest is a tight loop. Every axis of ``mu`` has at least 2 voxels
+    (checked by :class:`DrrRenderer`).
+    """
+    nz, ny, nx = mu.shape
+    m = 0
+    if abs(d[1]) > abs(d[m]):
+        m = 1
+    if abs(d[2]) > abs(d[m]):
+        m = 2
+    t0, t1 = 0.0, 1.0
+    for a in range(3):
+        t0, t1 = _clip_slab(s[a], d[a], lo[a], hi[a], t0, t1)
+    if t0 >= t1:
+        return 0.0, m
+    u0 = s[m] + t0 * d[m]
+    u1 = s[m] + t1 * d[m]
+    k_lo = max(int(np.ceil(min(u0, u1) - 1e-9)), int(lo[m]))
+    k_hi = min(int(np.floor(max(u0, u1) + 1e-9)), int(hi[m]))
+    a_ax = 1 if m == 0 else 0
+    b_ax = 1 if m == 2 else 2
+    sm = 4 if m == 2 else 8  # BLOCK_VOXELS along m, a, b
+    sa = 8
+    sb = 8 if m == 2 else 4
+    ga = d[a_ax] / d[m]
+    gb = d[b_ax] / d[m]
+    # trim leading and trailing runs of empty blocks (one block of planes at a time)
+    while k_lo <= k_hi:
+        seg_end = min((k_lo // sm + 1) * sm - 1, k_hi)
+        pa = s[a_ax] + (k_lo - s[m]) * ga
+        pb = s[b_ax] + (k_lo - s[m]) * gb
+        n = seg_end - k_lo
+        if _seg_occupied(occ, m, k_lo // sm, pa, pa + n * ga, pb, pb + n * gb, sa, sb):
+            break
+        k_lo = seg_end + 1
+    while k_hi >= k_lo:
+        seg_start = max((k_hi // sm) * sm, k_lo)
+        pa = s[a_ax] + (seg_start - s[m]) * ga
+        pb = s[b_ax] + (seg_start - s[m]) * gb
+        n = k_hi - seg_start
+        if _seg_occupied(occ, m, k_hi // sm, pa, pa + n * ga, pb, pb + n * gb, sa, sb):
+            break
+        k_hi = seg_start - 1
+    pa = max(s[a_ax] + (k_lo - s[m]) * ga, 0.0)
+    pb = max(s[b_ax] + (k_lo - s[m]) * gb, 0.0)
+    acc = 0.0
+    if m == 0:  # march over columns i; bilinear in (j, k)
+        for k in range(k_lo, k_hi + 1):
+            ja = min(int(pa), ny - 2)
+            fa = pa - ja
+            kb = min(int(pb), nz - 2)
+            fb = pb - kb
+            v0 = mu[kb, ja, k] + fa * (mu[kb, ja + 1, k] - mu[kb, ja, k])
+            v1 = mu[kb + 1, ja, k] + fa * (mu[kb + 1, ja + 1, k] - mu[kb + 1, ja, k])
+            acc += v0 + fb * (v1 - v0)
+            pa += ga
+            pb += gb
+    elif m == 1:  # march over rows j; bilinear in (i, k)
+        for k in range(k_lo, k_hi + 1):
+            ia = min(int(pa), nx - 2)
+            fa = pa - ia
+            kb = min(int(pb), nz - 2)
+            fb = pb - kb
+            v0 = mu[kb, k, ia] + fa * (mu[kb, k, ia + 1] - mu[kb, k, ia])
+            v1 = mu[kb + 1, k, ia] + fa * (mu[kb + 1, k, ia + 1] - mu[kb + 1, k, ia])
+            acc += v0 + fb * (v1 - v0)
+            pa += ga
+            pb += gb
+    else:  # march over slices k; bilinear in (i, j)
+        for k in range(k_lo, k_hi + 1):
+            ia = min(int(pa), nx - 2)
+            fa = pa - ia
+            jb = min(int(pb), ny - 2)
+            fb = pb - jb
+            v0 = mu[k, jb, ia] + fa * (mu[k, jb, ia + 1] - mu[k, jb, ia])
+            v1 = mu[k, jb + 1, ia] + fa * (mu[k, jb + 1, ia + 1] - mu[k, jb + 1, ia])
+            acc += v0 + fb * (v1 - v0)
+            pa += ga
+            pb += gb
+    return acc, m
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def _render(mu: NDArray[np.float32], occ: NDArray[np.uint8], src: NDArray[np.float64], det0: NDArray[np.float64],
+            du: NDArray[np.float64], dv: NDArray[np.float64], idx2mm: NDArray[np.float64],
+            lo: NDArray[np.float64], hi: NDArray[np.float64], out: NDArray[np.float32]) -> None:
+    rows, cols = out.shape
+    for r in numba.prange(rows):
+        d = np.empty(3)
+        for c in range(cols):
+            for a in range(3):
+                d[a] = det0[a] + c * du[a] + r * dv[a] - src[a]
+            total, m = _ray_sum(mu, occ, src, d, lo, hi)
+            if total == 0.0:
+                continue
+            inv = 1.0 / abs(d[m])
+            ds2 = 0.0
+            for a in range(3):  # physical length of one plane step
+                e = (idx2mm[a, 0] * d[0] + idx2mm[a, 1] * d[1] + idx2mm[a, 2] * d[2]) * inv
+                ds2 += e * e
+            out[r, c] = total * np.sqrt(ds2)
