@@ -1,0 +1,196 @@
+"""The embedded archive as a running network node (ARCHIVE-1): :class:`EmbeddedArchive`.
+
+>>> import tempfile
+>>> with EmbeddedArchive(tempfile.mkdtemp(), port=0) as archive:   # doctest: +SKIP
+...     archive.import_paths(["tests/data/real"])
+...     archive.add_destination(RemoteAE.parse("OPENIGRT@127.0.0.1:58051"))
+...     print(archive.remote)              # what an SCU connects to
+OPENIGRT_ARCHIVE@127.0.0.1:40123
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from openigrt.archive.destinations import DESTINATIONS_FILE, MoveDestinations
+from openigrt.archive.model import Model
+from openigrt.archive.query import Operation, build_identifier, parse_identifier
+from openigrt.archive.scp import MoveSCP, acceptor_contexts, handle_find, handle_store, iter_find_matches, make_request_handler
+from openigrt.archive.store import ArchiveStore, Identity, ImportReport, ImportResult
+from openigrt.config import RemoteAE, Settings
+from openigrt.errors import ConfigError, NetworkError
+from openigrt.net.ae import make_ae
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pydicom import Dataset
+
+LOG = logging.getLogger("openigrt.archive")
+
+DEFAULT_ARCHIVE_AE_TITLE: Final = "OPENIGRT_ARCHIVE"
+#: How often the server loop checks for shutdown, s.
+_POLL_INTERVAL: Final = 0.2
+#: Associations the archive accepts at the same time.
+_MAX_ACCEPTED: Final = 32
+
+
+class EmbeddedArchive:
+    """A Q/R + Storage SCP archive on an on-disk store, run in background threads.
+
+    Parameters
+    ----------
+    directory
+        Archive directory (files + SQLite index); created when missing, reused when present.
+    ae_title
+        The archive's AE title (Called AE Title it answers to).
+    port
+        TCP port; 0 picks a free one (read it back from :attr:`port` after :meth:`start`).
+    bind_address
+        Address to listen on (loopback by default).
+    destinations
+        Known C-MOVE destinations, besides ``DIR/destinations.toml``.
+    settings
+        Timeouts, PDU sizes and our implementation identity (``[network]``); defaults otherwise.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, directory: Path | str, *, ae_title: str = DEFAULT_ARCHIVE_AE_TITLE, port: int = 0,
+                 bind_address: str = "127.0.0.1", destinations: Iterable[RemoteAE] = (),
+                 settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.ae_title = ae_title
+        self.bind_address = bind_address
+        self._requested_port = port
+        net = self.settings.network
+        self.store = ArchiveStore(directory, identity=Identity(net.implementation_class_uid,
+                                                               net.implementation_version_name))
+        self.destinations = MoveDestinations(destinations, toml_path=self.store.directory / DESTINATIONS_FILE)
+        self._ae: Any = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def directory(self) -> Path:
+        return self.store.directory
+
+    @property
+    def port(self) -> int:
+        """The listening port (the one picked when constructed with 0)."""
+        if self._server is None:
+            return self._requested_port
+        return int(self._server.server_address[1])
+
+    @property
+    def remote(self) -> RemoteAE:
+        """How an SCU reaches the archive (``AET@HOST:PORT``)."""
+        host = "127.0.0.1" if self.bind_address in ("0.0.0.0", "") else self.bind_address
+        return RemoteAE(self.ae_title, host, self.port)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> EmbeddedArchive:
+        """Start listening; returns self. Raises NetworkError when the port cannot be bound."""
+        if self.running:
+            return self
+        from pynetdicom import evt
+        from pynetdicom.transport import ThreadedAssociationServer
+
+        ae = make_ae(self.settings, ae_title=self.ae_title)
+        ae.require_called_aet = True
+        ae.maximum_associations = _MAX_ACCEPTED
+        move = MoveSCP(store=self.store, destinations=self.destinations, ae=ae, settings=self.settings)
+        handlers = [
+            (evt.EVT_C_STORE, handle_store, [self.store]),
+            (evt.EVT_C_FIND, handle_find, [self.store, self.ae_title]),
+            (evt.EVT_ACCEPTED, _log_event, ["accepted"]),
+            (evt.EVT_REJECTED, _log_event, ["rejected"]),
+            (evt.EVT_ABORTED, _log_event, ["aborted"]),
+        ]
+        try:
+            server = ae.make_server((self.bind_address, self._requested_port), ae_title=self.ae_title,
+                                    contexts=acceptor_contexts(), evt_handlers=handlers,
+                                    server_class=ThreadedAssociationServer,
+                                    request_handler=make_request_handler(lambda: move))
+        except OSError as exc:
+            raise NetworkError(f"archive {self.ae_title}: cannot listen on {self.bind_address}:"
+                               f"{self._requested_port} ({exc.strerror or exc})") from None
+        ae._servers.append(server)  # so AE.shutdown() stops it
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL},
+                                  name=f"archive-{self.ae_title}", daemon=True)
+        thread.start()
+        self._ae, self._server, self._thread = ae, server, thread
+        LOG.info("archive %s listening on %s:%d (%d instances in %s); move destinations: %s", self.ae_title,
+                 self.bind_address, self.port, self.store.index.summary().instances, self.directory,
+                 ", ".join(str(d) for d in self.destinations.all()) or "none")
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, abort open associations and close the index."""
+        if self._ae is not None:
+            self._ae.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._ae = self._server = self._thread = None
+
+    def close(self) -> None:
+        """Stop and close the index."""
+        self.stop()
+        self.store.close()
+
+    def __enter__(self) -> EmbeddedArchive:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait(self, stop: threading.Event) -> None:
+        """Block until *stop* is set (the CLI's ``serve`` loop)."""
+        while not stop.wait(_POLL_INTERVAL):
+            if not self.running:
+                raise NetworkError(f"archive {self.ae_title}: server thread ended unexpectedly")
+
+    # ------------------------------------------------------------------ content
+    def add_destination(self, destination: RemoteAE) -> None:
+        """Make *destination* a known C-MOVE destination."""
+        self.destinations.add(destination)
+
+    def import_paths(self, paths: Iterable[Path | str], *,
+                     progress: Callable[[ImportResult], None] | None = None) -> ImportReport:
+        """Import files/directories into the archive (see :meth:`ArchiveStore.import_paths`)."""
+        return self.store.import_paths(paths, progress=progress)
+
+    def query(self, level: str = "IMAGE", *, model: Model = Model.STUDY_ROOT, **keys: Any) -> list[Dataset]:
+        """Run a C-FIND locally (same matching as the SCP) and return the response identifiers.
+
+        Keys are DICOM keywords; ``""`` requests a return key, a value matches
+        (``PatientName="RANDO*"``, ``StudyDate="20110101-"``, ``SOPInstanceUID=[uid1, uid2]``).
+
+        Raises DicomInputError when the identifier is invalid (what the SCP answers A900).
+        """
+        from pydicom import Dataset
+
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = level
+        for keyword, value in keys.items():
+            setattr(identifier, keyword, value)
+        q = parse_identifier(identifier, model=model, operation=Operation.FIND)
+        return [build_identifier(q, row, file_ds, retrieve_ae_title=self.ae_title)
+                for row, file_ds in iter_find_matches(self.store, q)]
+
+
+def _log_event(event: Any, what: str) -> None:
+    assoc = event.assoc
+    LOG.info("association %s: %s@%s:%s", what, assoc.requestor.ae_title, assoc.requestor.address,
+             assoc.requestor.port)
+
+
+def parse_destination_options(values: Iterable[str]) -> list[RemoteAE]:
+    """Parse repeated ``--destination AET@HOST:PORT`` options (ConfigError names the bad one)."""
+    return [RemoteAE.parse(text, key=f"--destination[{i}]") for i, text in enumerate(values)]
