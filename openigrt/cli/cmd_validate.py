@@ -16,11 +16,12 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, common_options, console_err, console_out, print_json
+from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, common_options, console_err, console_out, print_json
 from openigrt.config import Settings
 
 MATCH_CHOICES = ("2d", "2d2d", "marker", "3d3d")
 _STYLE = {"Success": "green", "Warning": "yellow", "Failure": "bold red"}
+_SHORT = {"Success": "pass", "Warning": "warning", "Failure": "FAIL"}
 
 
 @click.command("validate")
@@ -76,8 +77,7 @@ def _report(data: dict[str, Any], *, problems_only: bool) -> None:
         if problems_only and f["status"] == "Success":
             continue
         style = _STYLE[f["status"]]
-        findings.add_row(f["id"], f"[{style}]{ {'Success': 'pass', 'Warning': 'warning', 'Failure': 'FAIL'}[f['status']] }"
-                                  f"[/{style}]", " ".join(f["tags"]), escape(f["message"]))
+        findings.add_row(f["id"], f"[{style}]{_SHORT[f['status']]}[/{style}]", " ".join(f["tags"]), escape(f["message"]))
     out.print(findings)
     verdict = "[bold green]POSSIBLE[/bold green]" if data["possible"] else "[bold red]NOT POSSIBLE[/bold red]"
     extra = "" if plan["couch_shifts_applicable"] else " (couch shifts not applicable: several isocenters)"
@@ -91,5 +91,3 @@ def _num(value: float | None) -> str:
 def register(group: click.Group) -> None:
     group.add_command(validate_command)
 
-
-__all__ = ["validate_command", "register", "EXIT_USAGE"]

@@ -17,7 +17,9 @@ RT ROI Observations item, then its Structure Set ROI item, then its ROI Contour 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
@@ -151,7 +153,7 @@ class RTStructureSet:
     roi_contours: tuple[ROIContour, ...]
     observations: tuple[ROIObservation, ...]
     referenced_structure_sets: tuple[ReferencedStructureSet, ...]
-    marker_subtypes: dict[int, str] = field(default_factory=dict)
+    marker_subtypes: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
     issues: tuple[str, ...] = ()
     dataset: Dataset | None = field(default=None, repr=False)
 
@@ -196,7 +198,7 @@ class RTStructureSet:
             referenced_series=_referenced_series(r), rois=rois,
             roi_contours=tuple(_roi_contour(i) for i in contour_items), observations=observations,
             referenced_structure_sets=_private_references(f.dataset, creator_prefix),
-            marker_subtypes=_marker_subtypes(roi_items, contour_items, obs_items, creator_prefix),
+            marker_subtypes=MappingProxyType(_marker_subtypes(roi_items, contour_items, obs_items, creator_prefix)),
             issues=f.issues, dataset=f.dataset,
         )
 

@@ -15,7 +15,7 @@ from openigrt.iod.enum import (
     RespiratorySignalSourceValues,
     RotationDirectionValues,
 )
-from openigrt.iod.rt_plan import Beam, FieldTypeSourceValues, ImagingKindValues, RTPlan
+from openigrt.iod.rt_plan import Beam, FieldTypeSourceValues, ImagingKindValues, PatientSetup, RTPlan
 from openigrt.plan import findings as T
 from openigrt.plan.findings import Finding, failure, success, warning
 
@@ -173,7 +173,7 @@ def is_gated(plan: RTPlan) -> bool:
     return bool(plan.patient_setups) and all(_setup_gated(s) for s in plan.patient_setups)
 
 
-def _setup_gated(setup) -> bool:  # type: ignore[no-untyped-def]
+def _setup_gated(setup: PatientSetup) -> bool:
     m = setup.motion_synchronization
     return m is not None and (
         m.respiratory_motion_compensation_technique == RespiratoryMotionCompensationTechniqueValues.GATING
