@@ -182,17 +182,25 @@ def decode_private_bytes(tag: BaseTag, vr: str, value: bytes, *, encodings: list
     """Decode the raw *value* bytes of an untyped element as *vr* (pydicom's value converters).
 
     Sequences are decoded as Implicit VR Little Endian (PS3.5 6.2.2) unless their first item
-    visibly uses explicit VRs. Raises :class:`DicomInputError` naming the tag when the bytes do
+    visibly uses explicit VRs; when the likely encoding fails the other one is tried. Raises :class:`DicomInputError` naming the tag when the bytes do
     not decode.
     """
-    implicit = not _looks_explicit(value) if vr == "SQ" else True
-    raw = RawDataElement(tag, vr, len(value), value, 0, implicit, is_little_endian, True, False)
-    try:
-        if vr == "SQ":
+    if vr != "SQ":
+        raw = RawDataElement(tag, vr, len(value), value, 0, True, is_little_endian, True, False)
+        try:
+            return convert_value(vr, raw, encodings)
+        except Exception as exc:  # pydicom raises several types on bad bytes
+            raise DicomInputError(f"private element {tag}: cannot decode {len(value)} bytes as {vr}: {exc}") from None
+    first = not _looks_explicit(value)
+    errors = []
+    for implicit in (first, not first):  # the likely encoding first, then the other one
+        raw = RawDataElement(tag, vr, len(value), value, 0, implicit, is_little_endian, True, False)
+        try:
             _check_items(value, implicit=implicit)
-        return convert_value(vr, raw, encodings)
-    except Exception as exc:  # pydicom raises several types on bad bytes
-        raise DicomInputError(f"private element {tag}: cannot decode {len(value)} bytes as {vr}: {exc}") from None
+            return convert_value(vr, raw, encodings)
+        except Exception as exc:
+            errors.append(f"{'implicit' if implicit else 'explicit'} VR: {exc}")
+    raise DicomInputError(f"private element {tag}: cannot decode {len(value)} bytes as SQ ({'; '.join(errors)})")
 
 
 _ITEM = b"\xfe\xff\x00\xe0"

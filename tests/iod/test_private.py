@@ -9,6 +9,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from openigrt.errors import DicomInputError
@@ -148,3 +149,15 @@ def test_dictionary_entries() -> None:
     assert keys[(0x3285, 0x00)] == "SQ" and keys[(0x3285, 0x01)] == "CS" and keys[(0x3285, 0x02)] == "SH"
     assert {0x3271, 0x3275, 0x3279, 0x3281} <= {g for g, _ in keys}
     assert P.lookup(0x3273, 0x1001) is P.RT_IMAGE_PATIENT_POSITION
+
+
+def test_implicit_sequence_that_looks_explicit_falls_back() -> None:
+    # the item's first element is 0x4144 = 16708 bytes long: its length field reads "DA" like an explicit VR
+    body = b"\x09\x00\x01\x10" + (0x4144).to_bytes(4, "little") + b"x" * 0x4144
+    item = b"\xfe\xff\x00\xe0" + len(body).to_bytes(4, "little") + body
+    ds = Dataset()
+    ds.private_block(0x3285, "Varian Medical Systems VISION 3285", create=True)
+    ds.add_new((0x3285, 0x1000), "UN", item)
+    assert P._looks_explicit(item)
+    seq = P.read_private_value(ds, P.PRIMARY_FLUENCE_MODE_SEQUENCE)
+    assert len(seq) == 1 and len(seq[0].get_item(Tag(0x0009, 0x1001)).value) == 0x4144
