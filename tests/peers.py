@@ -122,24 +122,31 @@ class Peer:
             return self.log_path.read_text(errors="replace")
         return ""
 
+    def _signal_group(self, sig: int) -> None:
+        """Signal the peer's process group (it runs in its own session: forked children too)."""
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def stop(self, *, sig: int = signal.SIGTERM) -> int | None:
-        """Stop the process: *sig*, wait, then SIGKILL; return its exit code."""
+        """Stop the process (and its forked children): *sig*, wait, then SIGKILL; return its exit code."""
         if self.proc.poll() is None:
+            self.proc.send_signal(sig)
             try:
-                self.proc.send_signal(sig)
                 self.proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=STOP_TIMEOUT)
-            except ProcessLookupError:  # pragma: no cover
-                pass
+        self._signal_group(signal.SIGKILL)
         return self.proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL now (crash simulation)."""
+        """SIGKILL now (crash simulation); forked children too."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=STOP_TIMEOUT)
+        self._signal_group(signal.SIGKILL)
 
     def __enter__(self) -> Peer:
         return self
@@ -216,7 +223,8 @@ def start_dcmqrscp(workdir: Path, *, ae_title: str = "QRSCP", port: int | None =
     config = workdir / "dcmqrscp.cfg"
     write_dcmqrscp_config(config, ae_title=ae_title, port=port, storage=storage,
                           move_destinations=dict(move_destinations or {}))
-    argv = [dcmtk("dcmqrscp"), "--config", str(config), "--disable-host-lookup", "--single-process", *extra_args, str(port)]
+    # fork mode (the default): DCMTK 3.6.7's --single-process segfaults after the first release
+    argv = [dcmtk("dcmqrscp"), "--config", str(config), "--disable-host-lookup", *extra_args, str(port)]
     proc, log = _spawn("dcmqrscp", argv, workdir)
     return _started(Peer("dcmqrscp", proc, ae_title, port, workdir, log_path=log, extra={"storage": storage}))
 
@@ -293,12 +301,13 @@ def openigrt_argv(*args: str) -> list[str]:
 
 
 def start_openigrt_listen(workdir: Path, *, ae_title: str = "OPENIGRT", port: int | None = None,
-                          cache: Path | None = None, allow: Iterable[str] = (), extra_args: Sequence[str] = ()) -> Peer:
+                          cache: Path | None = None, allow: Iterable[str] = (), extra_args: Sequence[str] = (),
+                          verbose: bool = True) -> Peer:
     """``openigrt listen`` as a subprocess (its log in ``workdir/openigrt.log``)."""
     port = port or free_port()
     cache = cache or workdir / "cache"
     args = ["listen", "--ae-title", ae_title, "--port", str(port), "--cache", str(cache),
-            "--set", "local.bind_address=127.0.0.1", "-v"]
+            "--set", "local.bind_address=127.0.0.1", *(["-v"] if verbose else [])]
     for a in allow:
         args += ["--allow", a]
     proc, log = _spawn("openigrt", openigrt_argv(*args, *extra_args), workdir)

@@ -10,9 +10,10 @@ decoding the whole data set:
   the end of the stream, a VR is not a VR, or a delimiter is missing: a truncated or garbage
   stream is refused (C000) instead of being cached. pydicom itself reads truncated values
   silently, hence this walker.
-* :func:`read_header` reads the elements up to (0020,0052) with pydicom (values decoded per the
-  data set's Specific Character Set, e.g. ISO_IR 100 or ISO_IR 192; NET-13) into a frozen
-  :class:`InstanceHeader`.
+* :func:`inspect` does that walk and, in the same pass, collects the few top-level elements the
+  index needs (:data:`HEADER_TAGS`), decoded per the data set's Specific Character Set with
+  pydicom's codec tables (ISO_IR 100, ISO_IR 192 / UTF-8, ISO 2022 …; NET-13) into a frozen
+  :class:`InstanceHeader`. :func:`read_header` reads only the elements up to (0020,0052).
 * :func:`split_part10` separates the File Meta Information of a Part 10 file from its data set.
 
 Only little-endian, non-deflated transfer syntaxes are walked (Implicit VR LE, Explicit VR LE and
@@ -68,12 +69,32 @@ class InstanceHeader:
 
 
 # --------------------------------------------------------------------------- structure walk
-class _Walker:
-    """Walk a little-endian data set's element headers (no value decoding)."""
+#: Top-level elements read for the index: tag -> VR (their VR in Implicit VR streams).
+HEADER_TAGS: Final[dict[int, str]] = {
+    0x00080005: "CS",  # SpecificCharacterSet
+    0x00080016: "UI",  # SOPClassUID
+    0x00080018: "UI",  # SOPInstanceUID
+    0x00080060: "CS",  # Modality
+    0x00100010: "PN",  # PatientName
+    0x00100020: "LO",  # PatientID
+    0x0020000D: "UI",  # StudyInstanceUID
+    0x0020000E: "UI",  # SeriesInstanceUID
+    0x00200013: "IS",  # InstanceNumber
+    0x00200052: "UI",  # FrameOfReferenceUID
+}
 
-    def __init__(self, data: bytes | memoryview) -> None:
+
+class _Walker:
+    """Walk a little-endian data set's element headers (no value decoding).
+
+    Top-level elements listed in *wanted* are collected raw into :attr:`found`.
+    """
+
+    def __init__(self, data: bytes | memoryview, wanted: frozenset[int] | dict[int, str] = frozenset()) -> None:
         self.buf = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         self.end = len(self.buf)
+        self.wanted = wanted
+        self.found: dict[int, bytes] = {}
 
     def fail(self, offset: int, what: str) -> DicomInputError:
         return DicomInputError(f"undecodable data set at byte {offset}: {what}")
@@ -114,6 +135,8 @@ class _Walker:
             if pos > end:
                 raise self.fail(value, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X}) ({length} bytes) "
                                        f"runs past the end of the data (truncated)")
+            if depth == 0 and tag in self.wanted:
+                self.found[tag] = bytes(self.buf[value:pos])
         if until_delim:
             raise self.fail(pos, "undefined-length item is missing its delimiter (truncated)")
         if pos != end:  # pragma: no cover - loop condition makes this unreachable
@@ -178,46 +201,87 @@ def is_implicit_syntax(transfer_syntax_uid: str) -> bool:
 
 
 # --------------------------------------------------------------------------- header
-def _text(ds: object, keyword: str) -> str:
-    value = getattr(ds, keyword, None)
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
+def _decode_header(found: dict[int, bytes]) -> InstanceHeader:
+    """Decode the collected header elements (text per the Specific Character Set, NET-13)."""
+    from pydicom.charset import convert_encodings, decode_bytes
+    from pydicom.valuerep import PersonName
+
+    def ascii_(tag: int) -> str:
+        return found.get(tag, b"").decode("ascii", "replace").rstrip("\x00 ").strip()
+
+    charset_raw = ascii_(0x00080005)
+    terms = [t.strip() for t in charset_raw.split("\\")] if charset_raw else [""]
+    try:
+        encodings = convert_encodings(terms)
+    except Exception as exc:
+        raise DicomInputError(f"unknown Specific Character Set {charset_raw!r}: {exc}") from None
+
+    def text(tag: int) -> str:
+        raw = found.get(tag, b"")
+        return decode_bytes(raw, encodings, set()).rstrip("\x00 ").strip() if raw else ""
+
+    raw_pn = found.get(0x00100010, b"").rstrip(b"\x00 ")
+    patient_name = str(PersonName(raw_pn, encodings=encodings)) if raw_pn else ""
+    return InstanceHeader(
+        sop_class_uid=ascii_(0x00080016), sop_instance_uid=ascii_(0x00080018),
+        study_instance_uid=ascii_(0x0020000D), series_instance_uid=ascii_(0x0020000E),
+        patient_id=text(0x00100020), patient_name=patient_name, modality=ascii_(0x00080060),
+        specific_character_set=charset_raw, frame_of_reference_uid=ascii_(0x00200052),
+        instance_number=ascii_(0x00200013),
+    )
+
+
+def inspect(data: bytes | memoryview, *, transfer_syntax_uid: str) -> InstanceHeader:
+    """Check the structure of an encoded data set and read its index header, in one pass.
+
+    Raises
+    ------
+    DicomInputError
+        Empty, truncated, garbage, or undecodable header values (the message says where).
+    UnsupportedObjectError
+        Big endian or deflated transfer syntax.
+    """
+    implicit = is_implicit_syntax(transfer_syntax_uid)
+    if len(data) == 0:
+        raise DicomInputError("undecodable data set: empty")
+    walker = _Walker(data, HEADER_TAGS)
+    walker.dataset(0, walker.end, implicit, 0, until_delim=False)
+    try:
+        return _decode_header(walker.found)
+    except DicomInputError:
+        raise
+    except Exception as exc:
+        raise DicomInputError(f"undecodable data set header: {type(exc).__name__}: {exc}") from None
 
 
 def read_header(data: bytes | memoryview, *, transfer_syntax_uid: str) -> InstanceHeader:
-    """Read the identifying attributes of an encoded data set (no full decode).
+    """Read the identifying attributes of an encoded data set (stops after (0020,0052); no full decode).
+
+    Unlike :func:`inspect` it does not require the rest of the data set to be well formed.
 
     Raises
     ------
     DicomInputError
         When the header elements cannot be decoded.
     """
-    from pydicom.filereader import read_dataset
-
     implicit = is_implicit_syntax(transfer_syntax_uid)
+    walker = _Walker(data, HEADER_TAGS)
+    pos = 0
     try:
-        ds = read_dataset(
-            io.BytesIO(data), implicit, True, stop_when=lambda tag, vr, length: tag > _HEADER_LAST_TAG
-        )
-        charset = _text(ds, "SpecificCharacterSet")
-        return InstanceHeader(
-            sop_class_uid=_text(ds, "SOPClassUID"),
-            sop_instance_uid=_text(ds, "SOPInstanceUID"),
-            study_instance_uid=_text(ds, "StudyInstanceUID"),
-            series_instance_uid=_text(ds, "SeriesInstanceUID"),
-            patient_id=_text(ds, "PatientID"),
-            patient_name=_text(ds, "PatientName"),
-            modality=_text(ds, "Modality"),
-            specific_character_set=charset,
-            frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
-            instance_number=_text(ds, "InstanceNumber"),
-        )
+        while pos < walker.end:
+            tag, length, vr, value = walker.header(pos, implicit)
+            if tag > _HEADER_LAST_TAG:
+                break
+            if length == _UNDEFINED:
+                pos = walker.sequence(value, implicit or vr == b"UN", 1)
+                continue
+            if tag in HEADER_TAGS:
+                walker.found[tag] = bytes(walker.buf[value:value + length])
+            pos = value + length
+        return _decode_header(walker.found)
     except DicomInputError:
         raise
-    except Exception as exc:  # pydicom raises many types on bad values
+    except Exception as exc:
         raise DicomInputError(f"undecodable data set header: {type(exc).__name__}: {exc}") from None
 
 

@@ -157,21 +157,27 @@ class MoveReport:
 
 # --------------------------------------------------------------------------- identifiers
 def make_identifier(level: str, *, sop_instance_uid: str | Sequence[str] | None = None,
-                    study_instance_uid: str | None = None, series_instance_uid: str | None = None) -> Dataset:
+                    study_instance_uid: str | None = None, series_instance_uid: str | None = None,
+                    return_keys: bool = True) -> Dataset:
     """Build a NET-3 identifier (no Specific Character Set, only the NET-3 keys).
 
-    Keys not given are sent empty (universal matching / return keys) where the level allows.
+    For C-FIND (*return_keys* True) unknown Study/Series Instance UIDs are sent empty (universal
+    matching / return keys). For C-MOVE (*return_keys* False) they are sent only when known:
+    a move identifier carries unique keys with values (PS3.4 C.4.2.2.1).
 
     >>> ds = make_identifier("IMAGE", sop_instance_uid="1.2.3")
-    >>> [e.keyword for e in ds], ds.StudyInstanceUID
-    (['QueryRetrieveLevel', 'StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID'], '')
+    >>> sorted(e.keyword for e in ds), ds.StudyInstanceUID
+    (['QueryRetrieveLevel', 'SOPInstanceUID', 'SeriesInstanceUID', 'StudyInstanceUID'], '')
+    >>> sorted(e.keyword for e in make_identifier("IMAGE", sop_instance_uid="1.2.3", return_keys=False))
+    ['QueryRetrieveLevel', 'SOPInstanceUID']
     """
     from pydicom import Dataset
 
     ds = Dataset()
     ds.QueryRetrieveLevel = level
-    ds.StudyInstanceUID = study_instance_uid or ""
-    if level in (LEVEL_SERIES, LEVEL_IMAGE):
+    if study_instance_uid or return_keys:
+        ds.StudyInstanceUID = study_instance_uid or ""
+    if level in (LEVEL_SERIES, LEVEL_IMAGE) and (series_instance_uid or return_keys):
         ds.SeriesInstanceUID = series_instance_uid or ""
     if level == LEVEL_IMAGE:
         ds.SOPInstanceUID = list(sop_instance_uid) if isinstance(sop_instance_uid, list | tuple) else (sop_instance_uid or "")
@@ -324,7 +330,8 @@ def move_one(session: QRSession, cache: InstanceCache, uid: str, *, study: str |
 
 
 def _move_attempt(session: QRSession, cache: InstanceCache, uid: str, study: str | None, series: str | None) -> MoveResult:
-    ident = make_identifier(LEVEL_IMAGE, sop_instance_uid=uid, study_instance_uid=study, series_instance_uid=series)
+    ident = make_identifier(LEVEL_IMAGE, sop_instance_uid=uid, study_instance_uid=study, series_instance_uid=series,
+                            return_keys=False)
     rsp = session.c_move(ident)
     return judge_move(rsp, cache, uid, session.peer)
 
@@ -358,5 +365,5 @@ def move_batch(session: QRSession, cache: InstanceCache, uids: Sequence[str], *,
                series: str | None = None) -> Response:
     """One C-MOVE with a multi-valued SOP Instance UID (fast path); per-UID presence is checked by the caller."""
     ident = make_identifier(LEVEL_IMAGE, sop_instance_uid=list(uids), study_instance_uid=study,
-                            series_instance_uid=series)
+                            series_instance_uid=series, return_keys=False)
     return session.c_move(ident)

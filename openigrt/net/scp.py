@@ -6,15 +6,17 @@ AE title, in a background thread, and is a context manager::
     with StorageSCP(settings, cache, on_received=print) as scp:
         ...  # scp.port is the bound port; received instances are in cache
 
+The associations are served by the lean acceptor of :mod:`openigrt.net.acceptor` (one blocking
+thread per association, TCP_NODELAY, no polling); this module holds the policy and the C-STORE
+handling.
+
 Negotiation (NET-7)
     Exactly the SPEC classes (CT, RT Structure Set, RT Image, RT Plan; Verification) with
     Implicit and Explicit VR LE. Every proposed context of a supported class is accepted,
     duplicates included; from each context the **first transfer syntax the proposer listed**
-    that we support is chosen. pynetdicom by itself picks in the *acceptor's* order, so the
-    ``EVT_REQUESTED`` hook narrows each proposed list to its first supported syntax before
-    pynetdicom negotiates.
+    that we support is chosen (pynetdicom's acceptor would pick in the *acceptor's* order).
 
-Access control (NET-9), in the same ``EVT_REQUESTED`` hook, answered with A-ASSOCIATE-RJ
+Access control (NET-9), checked on the A-ASSOCIATE-RQ, answered with A-ASSOCIATE-RJ
 (PS3.8 9.3.4) and logged:
 
 ====================================================  =======  =======  =======
@@ -44,8 +46,8 @@ C000      empty, truncated or undecodable data set
 ========  ==============================================================================
 
 B000/B006/B007 are never answered: nothing is coerced or discarded. The handler never raises
-across the wire; any unexpected exception answers C000 (or A700 for cache errors) with an Error
-Comment. ``on_received`` is called in the association's thread after the instance is indexed
+across the wire; any unexpected exception answers C000 (A700 for cache errors) with an Error
+Comment (0000,0902). ``on_received`` is called in the association's thread after the instance is indexed
 and before the response is sent; exceptions in it are logged and do not change the status.
 """
 
@@ -57,26 +59,19 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from openigrt.config import Settings
 from openigrt.errors import CacheError, ConnectionFailed, DicomInputError
 from openigrt.net import sop, status
-from openigrt.net.ae import build_contexts, make_ae, nodelay_handler
+from openigrt.net.acceptor import AcceptorConfig, AcceptorServer, StoreRequest
 from openigrt.net.cache import CachedInstance, InstanceCache
-from openigrt.net.header import check_structure, is_implicit_syntax, read_header
+from openigrt.net.header import InstanceHeader, inspect
 from openigrt.uids import is_valid_uid
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pydicom import Dataset
-    from pynetdicom.transport import ThreadedAssociationServer
 
 LOG = logging.getLogger("openigrt.net.scp")
 
 #: Max simultaneous *accepted* associations (beyond: A-ASSOCIATE-RJ transient, local limit exceeded).
 MAX_ACCEPTED_ASSOCIATIONS = 16
-#: Error Comment (0000,0902) is LO: at most 64 characters.
-_ERROR_COMMENT_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -158,114 +153,56 @@ class AccessPolicy:
         return None
 
 
-# --------------------------------------------------------------------------- handlers
-def narrow_to_first_supported(requested: list[Any], supported: dict[str, tuple[str, ...]]) -> None:
-    """Reduce each proposed context's transfer syntaxes to the first one we support (NET-7).
-
-    Contexts of classes we do not support, or with no supported syntax, are left alone so that
-    pynetdicom rejects them with the proper reason.
-    """
-    for cx in requested:
-        ours = supported.get(str(cx.abstract_syntax))
-        if not ours:
-            continue
-        first = next((ts for ts in cx.transfer_syntax if str(ts) in ours), None)
-        if first is not None and len(cx.transfer_syntax) > 1:
-            cx.transfer_syntax = [first]
-
-
-def _on_requested(event: Any, policy: AccessPolicy, supported: dict[str, tuple[str, ...]]) -> None:
-    """``EVT_REQUESTED``: access control, then first-proposed transfer syntax selection."""
-    assoc = event.assoc
-    rq = assoc.requestor.primitive
-    called, calling = str(rq.called_ae_title), str(rq.calling_ae_title)
-    address = str(assoc.requestor.address)
-    decision = policy.check(called, calling, address)
-    if decision is not None:
-        LOG.warning("rejected association from %s@%s to %s: %s (A-ASSOCIATE-RJ %d/%d/%d)",
-                    calling.strip(), address, called.strip(), decision.why,
-                    decision.result, decision.source, decision.reason)
-        assoc.acse.send_reject(decision.result, decision.source, decision.reason)
-        assoc.kill()  # waits until the A-ASSOCIATE-RJ has been sent (as pynetdicom's own path)
-        return
-    narrow_to_first_supported(rq.presentation_context_definition_list, supported)
-    LOG.debug("association request from %s@%s accepted by policy", calling.strip(), address)
-
-
-def _status(code: int, comment: str = "") -> Dataset:
-    from pydicom import Dataset
-
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        ds.ErrorComment = comment[:_ERROR_COMMENT_MAX]
-    return ds
-
-
-def _refuse(code: int, comment: str, calling: str, uid: str) -> Dataset:
+# --------------------------------------------------------------------------- C-STORE
+def _refuse(code: int, comment: str, calling: str, uid: str) -> tuple[int, str]:
     LOG.warning("C-STORE of %s from %s refused with 0x%04X: %s", uid or "?", calling, code, comment)
-    return _status(code, comment)
+    return code, comment
 
 
-def _check_store(event: Any, data: memoryview) -> tuple[int, str, Any]:
-    """Run the NET-8 checks; return (status, comment, header or None)."""
-    req = event.request
-    cx_class, cx_ts = str(event.context.abstract_syntax), str(event.context.transfer_syntax)
-    cmd_class = str(req.AffectedSOPClassUID or "")
-    cmd_uid = str(req.AffectedSOPInstanceUID or "")
-    if cmd_class != cx_class:
-        return status.SCP_DATASET_MISMATCH, f"Affected SOP Class {cmd_class} is not the context's", None
+def check_store(req: StoreRequest) -> tuple[int, str, InstanceHeader | None]:
+    """Run the NET-8 checks on a received C-STORE; return (status, comment, header or None)."""
+    cx_class, cx_ts = req.context.abstract_syntax, req.context.transfer_syntax
+    if req.affected_sop_class_uid != cx_class:
+        return status.SCP_DATASET_MISMATCH, f"Affected SOP Class {req.affected_sop_class_uid} is not the context's", None
     try:
-        check_structure(data, implicit_vr=is_implicit_syntax(cx_ts))
-        header = read_header(data, transfer_syntax_uid=cx_ts)
+        header = inspect(req.dataset, transfer_syntax_uid=cx_ts)
     except DicomInputError as exc:
         return status.SCP_CANNOT_UNDERSTAND, str(exc), None
     if header.sop_class_uid != cx_class:
         return status.SCP_DATASET_MISMATCH, f"data set SOP Class {header.sop_class_uid or 'missing'}", None
     if not header.sop_instance_uid or not is_valid_uid(header.sop_instance_uid):
         return status.SCP_INVALID_OBJECT_INSTANCE, "SOP Instance UID missing or invalid", None
-    if header.sop_instance_uid != cmd_uid:
+    if header.sop_instance_uid != req.affected_sop_instance_uid:
         return status.SCP_INVALID_OBJECT_INSTANCE, "SOP Instance UID differs from Affected SOP Instance UID", None
     return status.SCP_SUCCESS, "", header
 
 
-def _on_c_store(event: Any, cache: InstanceCache, notify: Callable[[ReceivedInstance], None] | None) -> Dataset | int:
-    """``EVT_C_STORE``: check, store durably, index, notify; answer per NET-8."""
-    calling = str(event.assoc.requestor.ae_title).strip()
-    uid = str(event.request.AffectedSOPInstanceUID or "")
+def handle_store(req: StoreRequest, cache: InstanceCache,
+                 notify: Callable[[ReceivedInstance], None] | None) -> tuple[int, str]:
+    """Check, store durably, index, notify; return the NET-8 (status, error comment). Never raises."""
+    uid = req.affected_sop_instance_uid
     try:
-        data = event.request.DataSet.getbuffer()
-    except Exception:  # no data set at all
-        return _refuse(status.SCP_CANNOT_UNDERSTAND, "no data set", calling, uid)
-    try:
-        code, comment, header = _check_store(event, data)
+        code, comment, header = check_store(req)
         if code != status.SCP_SUCCESS:
-            return _refuse(code, comment, calling, uid)
+            return _refuse(code, comment, req.calling_ae_title, uid)
         try:
-            row = cache.store(data, transfer_syntax_uid=str(event.context.transfer_syntax), header=header,
-                              source_ae_title=calling, checked=True)
+            row = cache.store(req.dataset, transfer_syntax_uid=req.context.transfer_syntax, header=header,
+                              source_ae_title=req.calling_ae_title, checked=True)
         except CacheError as exc:
-            return _refuse(status.SCP_OUT_OF_RESOURCES, str(exc), calling, uid)
+            return _refuse(status.SCP_OUT_OF_RESOURCES, str(exc), req.calling_ae_title, uid)
         except DicomInputError as exc:
-            return _refuse(status.SCP_CANNOT_UNDERSTAND, str(exc), calling, uid)
-    except Exception as exc:  # never let a handler error cross the wire as 0xC211 without a word
+            return _refuse(status.SCP_CANNOT_UNDERSTAND, str(exc), req.calling_ae_title, uid)
+    except Exception as exc:  # never let a handler error cross the wire without a status
         LOG.exception("unexpected error while storing %s", uid)
-        return _refuse(status.SCP_CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}", calling, uid)
-    finally:
-        data.release()
+        return _refuse(status.SCP_CANNOT_UNDERSTAND, f"internal error: {type(exc).__name__}", req.calling_ae_title, uid)
     LOG.info("stored %s %s from %s -> %s", sop.sop_class_name(row.sop_class_uid), row.sop_instance_uid,
-             calling, row.path)
+             req.calling_ae_title, row.path)
     if notify is not None:
         try:
-            notify(ReceivedInstance(row, calling, str(event.assoc.requestor.address)))
+            notify(ReceivedInstance(row, req.calling_ae_title, req.peer_address))
         except Exception:
             LOG.exception("on_received callback failed for %s (instance is stored)", row.sop_instance_uid)
-    return status.SCP_SUCCESS
-
-
-def _on_c_echo(event: Any) -> int:
-    LOG.info("C-ECHO from %s@%s", str(event.assoc.requestor.ae_title).strip(), event.assoc.requestor.address)
-    return 0x0000
+    return status.SCP_SUCCESS, ""
 
 
 # --------------------------------------------------------------------------- the SCP
@@ -294,7 +231,8 @@ class StorageSCP:
         self._requested_port = settings.local.port if port is None else port
         self.bind_address = bind_address or settings.local.bind_address
         self.policy = AccessPolicy.from_settings(settings, ae_title=self.ae_title)
-        self._server: ThreadedAssociationServer | None = None
+        self._server: AcceptorServer | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -315,29 +253,30 @@ class StorageSCP:
         return table
 
     def start(self) -> StorageSCP:
-        """Bind and start serving in a background thread (raises ConnectionFailed if the port is taken)."""
-        from pynetdicom import evt
-
+        """Bind and serve in a background thread (raises ConnectionFailed if the port is taken)."""
         with self._lock:
             if self._server is not None:
                 return self
-            supported = self.supported()
-            ae = make_ae(self.settings, ae_title=self.ae_title)
-            ae.maximum_associations = MAX_ACCEPTED_ASSOCIATIONS
-            contexts = build_contexts(list(supported.items()))
-            handlers = [
-                nodelay_handler(),
-                (evt.EVT_REQUESTED, _on_requested, [self.policy, supported]),
-                (evt.EVT_C_STORE, _on_c_store, [self.cache, self.on_received]),
-                (evt.EVT_C_ECHO, _on_c_echo),
-            ]
+            net = self.settings.network
+            config = AcceptorConfig(
+                ae_title=self.ae_title, supported=self.supported(), check_access=self.policy.check,
+                on_store=lambda req: handle_store(req, self.cache, self.on_received),
+                implementation_class_uid=net.implementation_class_uid,
+                implementation_version_name=net.implementation_version_name,
+                max_pdu_receive=net.max_pdu_receive, acse_timeout=net.acse_timeout,
+                network_timeout=net.network_timeout, max_associations=MAX_ACCEPTED_ASSOCIATIONS,
+            )
+            self.cache.reconcile()
             try:
-                self._server = ae.start_server((self.bind_address, self._requested_port), block=False,
-                                               evt_handlers=handlers, contexts=contexts)
+                server = AcceptorServer((self.bind_address, self._requested_port), config)
             except OSError as exc:
                 raise ConnectionFailed(
                     f"cannot listen on {self.bind_address}:{self._requested_port}: {exc.strerror or exc}"
                 ) from None
+            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                            name=f"openigrt-scp-{self.ae_title}", daemon=True)
+            self._server = server
+            self._thread.start()
         LOG.info("Storage SCP %s listening on %s:%d", self.ae_title, self.bind_address, self.port)
         if not self.policy.callers:
             LOG.warning("no allowed callers configured: every association will be rejected "
@@ -345,17 +284,17 @@ class StorageSCP:
         return self
 
     def stop(self) -> None:
-        """Abort running associations and stop listening."""
+        """Stop listening and A-ABORT running associations."""
         with self._lock:
             server, self._server = self._server, None
+            thread, self._thread = self._thread, None
         if server is None:
             return
-        for assoc in list(server.active_associations):
-            try:
-                assoc.abort()
-            except Exception:  # pragma: no cover
-                LOG.debug("abort during stop failed", exc_info=True)
         server.shutdown()
+        server.abort_all()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
         LOG.info("Storage SCP %s stopped", self.ae_title)
 
     def __enter__(self) -> StorageSCP:
