@@ -18,7 +18,7 @@ FIDUCIALS_MM = np.array([[4.3, -6.1, 3.7], [-7.2, 2.4, -5.4], [1.1, 8.3, 9.9]])
 PAD_VALUE = -3024.0
 
 
-def planning_ct(*, shape=(48, 160, 192), spacing=(1.6, 1.6, 2.5), seed=0) -> Volume:
+def planning_ct(*, shape=(48, 160, 192), spacing=(1.6, 1.6, 2.5), seed=0, fiducials=FIDUCIALS_MM) -> Volume:
     """Seeded phantom CT (HU, float32), array (nz, ny, nx), isocenter at patient (0, 0, 0)."""
     rng = np.random.default_rng(seed)
     nz, ny, nx = shape
@@ -38,7 +38,7 @@ def planning_ct(*, shape=(48, 160, 192), spacing=(1.6, 1.6, 2.5), seed=0) -> Vol
         femur = ((x - cx) / 13.0) ** 2 + ((y - 10 + 0.3 * z) / 15.0) ** 2 <= 1.0
         hu[femur] = 900.0
     hu[(y > 100) & (y < 112) & (np.abs(x) < 250)] = 200.0  # couch slab
-    for f in FIDUCIALS_MM:  # ~1 mm x 4 mm gold seeds, partial volume by supersampling
+    for f in fiducials:  # ~1 mm x 4 mm gold seeds, partial volume by supersampling
         _add_seed(hu, f, origin, spacing)
     return Volume(hu.astype(np.float32), origin, spacing)
 

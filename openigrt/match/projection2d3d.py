@@ -1,0 +1,173 @@
+"""2D/2D 6-DoF match (SPEC MATCH-2 "rotations where the data supports them"): 2D/3D registration.
+
+The rigid transform ``T`` (reference patient mm → verification patient mm) is optimised so that
+DRRs of the planning CT rendered **on the fly** through ``T`` match every acquired projection:
+
+* images are binned to ~``working_pixel_mm`` at the isocenter and band-pass filtered (as in
+  :mod:`openigrt.match.projection2d`), inside a region of interest around the isocenter;
+* per view an intensity gain/offset is fitted (NCC-equivalent), the 6 parameters
+  (rotation vector about the isocenter, translation) are updated by Gauss-Newton with a
+  forward-difference Jacobian (6 extra renders per view and iteration), compositional updates;
+* the start is the 2D/2D translation solution (:func:`~openigrt.match.projection2d.match_2d2d`)
+  unless ``initial`` is given.
+
+The renderer is anything with ``render(geometry, *, setup_error=RigidTransform) -> image``
+(e.g. ``openigrt.sim.drr.DrrRenderer``; build it on a 2×-downsampled CT for speed), and each
+geometry must offer ``replace(rows=, columns=, pixel_spacing_mm=, rt_image_position_mm=)`` and
+``rt_image_position_mm`` / ``pixel_spacing_mm`` (``openigrt.geometry.projection.ProjectionGeometry``)
+so that binned views can be rendered directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from openigrt.errors import RegistrationError
+from openigrt.geometry.rigid import RigidTransform
+from openigrt.match.markers import projection_jacobian
+from openigrt.match.projection2d import BANDPASS_COARSE_MM, ROI_HALF_MM, _bin, bandpass, match_2d2d
+from openigrt.match.result import MIN_NCC_2D, MatchResult, MatchType, StopReason
+from openigrt.match.volume3d import _check_solution, _delta_matrix
+
+#: working pixel size at the isocenter plane (mm) of the 6-DoF optimisation
+WORKING_PIXEL_6DOF_MM = 1.0
+#: finite-difference steps of the Jacobian
+FD_ROTATION_RAD = np.deg2rad(0.5)
+FD_TRANSLATION_MM = 0.5
+#: convergence: translation (mm) and rotation (degrees) updates below these
+TOL_MM = 0.02
+TOL_DEG = 0.02
+
+
+def bin_geometry(geometry: Any, factor: int) -> Any:
+    """The geometry of the image binned by *factor* (block means; pixel centres kept consistent)."""
+    if factor <= 1:
+        return geometry
+    dy, dx = geometry.pixel_spacing_mm
+    x0, y0 = geometry.rt_image_position_mm
+    return geometry.replace(rows=geometry.rows // factor, columns=geometry.columns // factor,
+                            pixel_spacing_mm=(dy * factor, dx * factor),
+                            rt_image_position_mm=(x0 + (factor - 1) / 2.0 * dx, y0 - (factor - 1) / 2.0 * dy))
+
+
+class _View:
+    """One binned, band-passed acquired view with its ROI and binned geometry."""
+
+    def __init__(self, acquired: NDArray[np.floating], geometry: Any, iso: NDArray[np.float64], working_mm: float,
+                 roi_half_mm: float) -> None:
+        j = projection_jacobian(geometry, iso[None, :])[0]
+        s = float(np.linalg.svd(j, compute_uv=False)[:2].mean())
+        self.f = max(1, int(round(working_mm * s)))
+        self.geometry = bin_geometry(geometry, self.f)
+        s_w = s / self.f
+        self.coarse = BANDPASS_COARSE_MM * s_w
+        self.fixed = self._filter(_bin(acquired, self.f))
+        c = self.geometry.project(iso[None, :])[0]
+        rr, cc = np.indices(self.fixed.shape)
+        edge = 2.0 * self.coarse
+        half = roi_half_mm * s_w
+        self.roi = ((np.abs(cc - c[0]) <= half) & (np.abs(rr - c[1]) <= half) & (rr >= edge) & (cc >= edge)
+                    & (rr < self.fixed.shape[0] - edge) & (cc < self.fixed.shape[1] - edge))
+        if self.roi.sum() < 400:
+            raise RegistrationError("2D/3D: the region of interest around the isocenter is outside the image")
+        self.f_roi = self.fixed[self.roi]
+
+    def _filter(self, img: NDArray[np.floating]) -> NDArray[np.float64]:
+        return bandpass(img, fine_px=1.0, coarse_px=self.coarse)
+
+    def moving(self, renderer: Any, t: NDArray[np.float64]) -> NDArray[np.float64]:
+        img = renderer.render(self.geometry, setup_error=RigidTransform(t))
+        return self._filter(img)[self.roi]
+
+
+def _fit_gain(f: NDArray[np.float64], m: NDArray[np.float64]) -> tuple[float, float]:
+    x = np.column_stack([m, np.ones_like(m)])
+    g, o = np.linalg.lstsq(x, f, rcond=None)[0]
+    return float(g), float(o)
+
+
+def match_2d3d(
+    acquired: Sequence[NDArray[np.floating]],
+    geometries: Sequence[Any],
+    renderer: Any,
+    *,
+    isocenter_mm: ArrayLike,
+    references: Sequence[NDArray[np.floating]] | None = None,
+    initial: RigidTransform | None = None,
+    working_pixel_mm: float = WORKING_PIXEL_6DOF_MM,
+    roi_half_mm: float = ROI_HALF_MM,
+    max_iterations: int = 12,
+) -> MatchResult:
+    """6-DoF 2D/2D match by 2D/3D registration against DRRs rendered on the fly (MATCH-2).
+
+    Parameters
+    ----------
+    acquired : sequence of ndarray of shape (rows, cols)
+        The acquired projections (two views ~90° apart).
+    geometries : sequence
+        Their projection geometries (``ProjectionGeometry``).
+    renderer : object
+        ``render(geometry, *, setup_error)`` of the planning CT (e.g. ``DrrRenderer``).
+    isocenter_mm : (3,) array_like
+        Rotation centre and ROI centre (planned isocenter).
+    references : sequence of ndarray, optional
+        Reference DRRs of the views: with them the start is the 2D/2D translation solution.
+    initial : RigidTransform, optional
+        Start (reference → verification); overrides *references*.
+    working_pixel_mm, roi_half_mm, max_iterations
+        Working resolution and ROI half-size at the isocenter; Gauss-Newton iterations.
+
+    Returns
+    -------
+    MatchResult
+        6-DoF transform; ``metric`` is the mean band-passed NCC of the views.
+    """
+    t0 = time.perf_counter()
+    iso = np.asarray(isocenter_mm, float)
+    if len(acquired) != len(geometries) or len(acquired) < 2:
+        raise RegistrationError("2D/3D: needs two or more acquired images with their geometries")
+    details: dict[str, Any] = {}
+    if initial is None and references is not None:
+        start = match_2d2d(references, acquired, geometries, isocenter_mm=iso)
+        initial = start.transform
+        details["start_translation_mm"] = start.transform.translation_mm.tolist()
+    t = (RigidTransform.identity() if initial is None else initial).matrix.copy()
+    views = [_View(a, g, iso, working_pixel_mm, roi_half_mm) for a, g in zip(acquired, geometries)]
+    steps = [np.r_[FD_ROTATION_RAD * e, np.zeros(3)] for e in np.eye(3)] + \
+            [np.r_[np.zeros(3), FD_TRANSLATION_MM * e] for e in np.eye(3)]
+    converged, it = False, 0
+    for it in range(1, max_iterations + 1):
+        rows, res = [], []
+        for v in views:
+            m0 = v.moving(renderer, t)
+            g, o = _fit_gain(v.f_roi, m0)
+            jac = [(v.moving(renderer, _delta_matrix(st[:3], st[3:], iso) @ t) - m0) / np.linalg.norm(st)
+                   for st in steps]
+            rows.append(g * np.column_stack(jac))  # d(model)/d(omega [rad], tau [mm])
+            res.append(v.f_roi - (g * m0 + o))
+        a, b = np.vstack(rows), np.concatenate(res)
+        sc = np.sqrt((a * a).mean(axis=0)) + 1e-12
+        delta = np.linalg.lstsq(a / sc, b, rcond=None)[0] / sc
+        omega, tau = delta[:3], delta[3:]
+        tau = tau * min(1.0, 5.0 / (np.linalg.norm(tau) + 1e-12))
+        omega = omega * min(1.0, np.deg2rad(2.0) / (np.linalg.norm(omega) + 1e-12))
+        t = _delta_matrix(omega, tau, iso) @ t
+        if np.linalg.norm(tau) < TOL_MM and np.rad2deg(np.linalg.norm(omega)) < TOL_DEG:
+            converged = True
+            break
+    nccs = [float(np.corrcoef(v.f_roi, v.moving(renderer, t))[0, 1]) for v in views]
+    result = RigidTransform(t)
+    _check_solution(result, RigidTransform.identity() if initial is None else initial, min(nccs), 1.0,
+                    MIN_NCC_2D, "2D/3D")
+    details["view_ncc"] = nccs
+    return MatchResult(
+        transform=result, match_type=MatchType.TWO_VIEW_2D, dof=6, metric=float(np.mean(nccs)),
+        metric_name="NCC (band-passed DRR vs acquired, mean of views)", iterations=it,
+        stop_reason=StopReason.CONVERGED if converged else StopReason.MAX_ITERATIONS, overlap_fraction=1.0,
+        elapsed_s=time.perf_counter() - t0, details=details,
+    )
