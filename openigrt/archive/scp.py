@@ -309,9 +309,9 @@ class MoveSCP:
         destination (A801) -> find the instances (A701 on an index failure; none: 0000 with zero
         counts) -> open **one** association to the destination (A702 when it fails) -> one
         C-STORE per instance, each but the last followed by a pending FF00 response with the
-        remaining, completed, failed and warning counts -> final 0000, or B000 with the Failed SOP Instance
-        UID List when any sub-operation failed or warned; FE00 with the counts so far after a
-        C-CANCEL.
+        remaining, completed, failed and warning counts -> final 0000, or B000 when any
+        sub-operation failed or warned, with the Failed SOP Instance UID List of the failed ones
+        (PS3.4 C.4.2.1.4.2); FE00 with the counts so far after a C-CANCEL.
         """
         started = time.perf_counter()
         model = MOVE_MODELS[str(context.abstract_syntax)]
@@ -387,7 +387,6 @@ def _tally(counts: _Counts, code: int | None, loc: Located, failed_uids: list[st
         counts.completed += 1
     elif category is Category.WARNING:
         counts.warning += 1
-        failed_uids.append(loc.sop_instance_uid)
     else:
         counts.failed += 1
         failed_uids.append(loc.sop_instance_uid)
