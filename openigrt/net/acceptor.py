@@ -8,9 +8,9 @@ the SCP could not reach the speed targets. This acceptor does only what a Storag
 SCP needs, on one blocking thread per association:
 
 * reads PDUs with ``recv_into`` (TCP_NODELAY set on accept), no polling;
-* decodes A-ASSOCIATE-RQ and encodes A-ASSOCIATE-AC with pynetdicom's PDU classes (so the
-  association PDUs are pynetdicom's, tested bytes), applies the access policy (NET-9) and the
-  first-proposed transfer syntax rule (NET-7);
+* parses A-ASSOCIATE-RQ and encodes A-ASSOCIATE-AC / -RJ by hand (PS3.8 9.3.2-9.3.4; the
+  tests decode them with pynetdicom and DCMTK), applies the access policy (NET-9), checks the
+  application context name, and applies the first-proposed transfer syntax rule (NET-7);
 * reassembles P-DATA fragments into command set + encoded data set without copying per PDV,
   parses the command set (group 0000, Implicit VR LE) by hand and answers C-STORE / C-ECHO with
   a hand-encoded response command (PS3.7 9.3.1.2, 9.3.5.2); any other command is answered
@@ -161,27 +161,122 @@ class StoreRequest:
     peer_address: str
 
 
-def negotiate_contexts(requested: list[Any], supported: dict[str, tuple[str, ...]]) -> tuple[list[Any], dict[int, AcceptedContext]]:
-    """Result items for every proposed context; the first proposer-listed supported syntax wins (NET-7)."""
-    from pynetdicom.presentation import PresentationContext
+@dataclass(frozen=True)
+class ProposedContext:
+    context_id: int
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...]
 
+
+@dataclass(frozen=True)
+class AssociateRQ:
+    """The fields of an A-ASSOCIATE-RQ PDU we use (PS3.8 9.3.2)."""
+
+    protocol_version: int
+    called_ae_title: str
+    calling_ae_title: str
+    raw_titles: bytes  # called + calling, echoed in the A-ASSOCIATE-AC
+    application_context: str
+    contexts: tuple[ProposedContext, ...]
+    max_length: int
+    implementation_class_uid: str
+
+
+def _uid_text(raw: bytes | memoryview) -> str:
+    return bytes(raw).decode("ascii", "replace").rstrip("\x00 ").strip()
+
+
+def _sub_items(view: memoryview, pos: int, end: int, what: str) -> list[tuple[int, memoryview]]:
+    """Split ``type(1) reserved(1) length(2) value`` items (PS3.8 9.3.2.2-3)."""
+    items = []
+    while pos < end:
+        if pos + 4 > end:
+            raise ProtocolError(f"truncated {what} item")
+        item_type, _, length = struct.unpack_from(">BBH", view, pos)
+        if pos + 4 + length > end:
+            raise ProtocolError(f"{what} item 0x{item_type:02X} runs past its parent")
+        items.append((item_type, view[pos + 4:pos + 4 + length]))
+        pos += 4 + length
+    return items
+
+
+def parse_associate_rq(body: bytes | bytearray) -> AssociateRQ:
+    """Parse an A-ASSOCIATE-RQ PDU body (after the 6-byte PDU header).
+
+    Hand-written: pynetdicom's PDU item classes validate every UID with pydicom and cost
+    ~20 ms for the ~120 contexts DCMTK's dcmqrscp proposes on each C-MOVE sub-association.
+    """
+    view = memoryview(body)
+    if len(view) < 68:
+        raise ProtocolError("A-ASSOCIATE-RQ too short")
+    version = struct.unpack_from(">H", view, 0)[0]
+    called, calling = _uid_text(view[4:20]), _uid_text(view[20:36])
+    app_context, contexts, max_length, impl = "", [], 0, ""
+    for item_type, value in _sub_items(view, 68, len(view), "A-ASSOCIATE-RQ"):
+        if item_type == 0x10:
+            app_context = _uid_text(value)
+        elif item_type == 0x20:
+            if len(value) < 4:
+                raise ProtocolError("truncated presentation context item")
+            abstract, syntaxes = "", []
+            for sub_type, sub in _sub_items(value, 4, len(value), "presentation context"):
+                if sub_type == 0x30:
+                    abstract = _uid_text(sub)
+                elif sub_type == 0x40:
+                    syntaxes.append(_uid_text(sub))
+            contexts.append(ProposedContext(value[0], abstract, tuple(syntaxes)))
+        elif item_type == 0x50:
+            for sub_type, sub in _sub_items(value, 0, len(value), "user information"):
+                if sub_type == 0x51 and len(sub) == 4:
+                    max_length = struct.unpack_from(">L", sub, 0)[0]
+                elif sub_type == 0x52:
+                    impl = _uid_text(sub)
+    return AssociateRQ(version, called, calling, bytes(view[4:36]), app_context, tuple(contexts), max_length, impl)
+
+
+def negotiate_contexts(requested: tuple[ProposedContext, ...], supported: dict[str, tuple[str, ...]]
+                       ) -> tuple[list[tuple[int, int, str]], dict[int, AcceptedContext]]:
+    """``(context id, result, transfer syntax)`` for every proposed context, and the accepted ones.
+
+    Every context of a supported class with a supported syntax is accepted (duplicates too);
+    the **first syntax the proposer listed** that we support is chosen (NET-7).
+
+    >>> negotiate_contexts((ProposedContext(1, "1.2", ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")),
+    ...                     ProposedContext(3, "1.2", ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")),
+    ...                     ProposedContext(5, "9.9", ("1.2.840.10008.1.2",))),
+    ...                    {"1.2": ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")})[0]
+    [(1, 0, '1.2.840.10008.1.2.1'), (3, 0, '1.2.840.10008.1.2'), (5, 3, '1.2.840.10008.1.2')]
+    """
     results, accepted = [], {}
     for rq in requested:
-        cx = PresentationContext()
-        cx.context_id = rq.context_id
-        cx.abstract_syntax = rq.abstract_syntax
-        ours = supported.get(str(rq.abstract_syntax))
-        proposed = [str(ts) for ts in rq.transfer_syntax]
-        first = next((ts for ts in proposed if ours and ts in ours), None)
+        ours = supported.get(rq.abstract_syntax)
+        first = next((ts for ts in rq.transfer_syntaxes if ours and ts in ours), None)
+        fallback = rq.transfer_syntaxes[0] if rq.transfer_syntaxes else "1.2.840.10008.1.2"
         if ours is None:
-            cx.result, cx.transfer_syntax = CX_ABSTRACT_NOT_SUPPORTED, proposed[:1] or ["1.2.840.10008.1.2"]
+            results.append((rq.context_id, CX_ABSTRACT_NOT_SUPPORTED, fallback))
         elif first is None:
-            cx.result, cx.transfer_syntax = CX_TS_NOT_SUPPORTED, proposed[:1] or ["1.2.840.10008.1.2"]
+            results.append((rq.context_id, CX_TS_NOT_SUPPORTED, fallback))
         else:
-            cx.result, cx.transfer_syntax = CX_ACCEPTANCE, [first]
-            accepted[int(rq.context_id)] = AcceptedContext(int(rq.context_id), str(rq.abstract_syntax), first)
-        results.append(cx)
+            results.append((rq.context_id, CX_ACCEPTANCE, first))
+            accepted[rq.context_id] = AcceptedContext(rq.context_id, rq.abstract_syntax, first)
     return results, accepted
+
+
+def _item(item_type: int, value: bytes) -> bytes:
+    return struct.pack(">BBH", item_type, 0, len(value)) + value
+
+
+def encode_associate_ac(rq: AssociateRQ, results: list[tuple[int, int, str]], *, max_length: int,
+                        implementation_class_uid: str, implementation_version_name: str) -> bytes:
+    """Encode the A-ASSOCIATE-AC PDU (PS3.8 9.3.3): AE title fields echoed, one result per context."""
+    items = [_item(0x10, b"1.2.840.10008.3.1.1.1")]
+    for cx_id, result, ts in results:
+        items.append(_item(0x21, bytes([cx_id, 0, result, 0]) + _item(0x40, ts.encode("ascii"))))
+    user = (_item(0x51, struct.pack(">L", max_length)) + _item(0x52, implementation_class_uid.encode("ascii"))
+            + _item(0x55, implementation_version_name.encode("ascii")))
+    items.append(_item(0x50, user))
+    body = struct.pack(">HH", 0x0001, 0) + rq.raw_titles + bytes(32) + b"".join(items)
+    return _pdu(A_ASSOCIATE_AC, body)
 
 
 @dataclass(frozen=True)
@@ -279,60 +374,31 @@ class _Association:
                 pass
 
     def _associate(self, body: bytearray) -> bool:
-        from pynetdicom.pdu import A_ASSOCIATE_AC as AcPdu
-        from pynetdicom.pdu import A_ASSOCIATE_RQ as RqPdu
-
-        rq = RqPdu()
-        try:
-            rq.decode(bytes(_pdu(A_ASSOCIATE_RQ, bytes(body))))
-            prim = rq.to_primitive()
-        except Exception as exc:
-            raise ProtocolError(f"undecodable A-ASSOCIATE-RQ: {exc}") from None
-        self.calling = str(prim.calling_ae_title).strip()
-        called = str(prim.called_ae_title).strip()
+        rq = parse_associate_rq(body)
+        self.calling, called = rq.calling_ae_title, rq.called_ae_title
         if not rq.protocol_version & 0x01:
-            self._close_after(reject_pdu(1, 2, 2))
             LOG.warning("rejected association from %s@%s: protocol version %d not supported",
                         self.calling, self.address, rq.protocol_version)
+            self._close_after(reject_pdu(1, 2, 2))
             return False
         decision = self.cfg.check_access(called, self.calling, self.address)
+        if decision is None and rq.application_context != "1.2.840.10008.3.1.1.1":
+            decision = _Rejection(1, 1, 2, f"application context {rq.application_context!r} not supported")
         if decision is None and self.active_count() > self.cfg.max_associations:
-            decision = _LimitRejection(self.cfg.max_associations)
+            decision = _Rejection(2, 3, 2, f"more than {self.cfg.max_associations} simultaneous associations")
         if decision is not None:
             LOG.warning("rejected association from %s@%s to %s: %s (A-ASSOCIATE-RJ %d/%d/%d)", self.calling,
                         self.address, called, decision.why, decision.result, decision.source, decision.reason)
             self._close_after(reject_pdu(decision.result, decision.source, decision.reason))
             return False
-        self.peer_max_pdu = _max_length(prim)
-        results, self.contexts = negotiate_contexts(list(prim.presentation_context_definition_list),
-                                                    self.cfg.supported)
-        self.send(AcPdu(self._accept_primitive(prim, results)).encode())
+        self.peer_max_pdu = rq.max_length
+        results, self.contexts = negotiate_contexts(rq.contexts, self.cfg.supported)
+        self.send(encode_associate_ac(rq, results, max_length=self.cfg.max_pdu_receive,
+                                      implementation_class_uid=self.cfg.implementation_class_uid,
+                                      implementation_version_name=self.cfg.implementation_version_name))
         LOG.debug("accepted association from %s@%s: %d of %d contexts", self.calling, self.address,
                   len(self.contexts), len(results))
         return True
-
-    def _accept_primitive(self, rq: Any, results: list[Any]) -> Any:
-        from pynetdicom.pdu_primitives import (
-            A_ASSOCIATE,
-            ImplementationClassUIDNotification,
-            ImplementationVersionNameNotification,
-            MaximumLengthNotification,
-        )
-
-        prim = A_ASSOCIATE()
-        prim.application_context_name = "1.2.840.10008.3.1.1.1"
-        prim.calling_ae_title = rq.calling_ae_title
-        prim.called_ae_title = rq.called_ae_title
-        prim.result, prim.result_source = 0x00, 0x01
-        prim.presentation_context_definition_results_list = results
-        max_len = MaximumLengthNotification()
-        max_len.maximum_length_received = self.cfg.max_pdu_receive
-        impl = ImplementationClassUIDNotification()
-        impl.implementation_class_uid = self.cfg.implementation_class_uid
-        ver = ImplementationVersionNameNotification()
-        ver.implementation_version_name = self.cfg.implementation_version_name
-        prim.user_information = [max_len, impl, ver]
-        return prim
 
     # ----------------------------------------------------------------- DIMSE
     def _run(self) -> None:
@@ -406,23 +472,11 @@ class _Association:
 
 
 @dataclass(frozen=True)
-class _LimitRejection:
-    limit: int
-    result: int = 2
-    source: int = 3
-    reason: int = 2
-
-    @property
-    def why(self) -> str:
-        return f"more than {self.limit} simultaneous associations (local limit exceeded)"
-
-
-def _max_length(prim: Any) -> int:
-    for item in prim.user_information or []:
-        value = getattr(item, "maximum_length_received", None)
-        if value is not None:
-            return int(value)
-    return 0
+class _Rejection:
+    result: int
+    source: int
+    reason: int
+    why: str
 
 
 # --------------------------------------------------------------------------- the server
