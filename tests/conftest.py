@@ -1,0 +1,89 @@
+"""Shared fixtures (keep small): settings for a test node, real DICOM peers with guaranteed teardown.
+
+Peer helpers themselves live in :mod:`tests.peers` (importable by benchmarks too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openigrt.config import Settings, load_settings
+from tests.peers import Peer, free_port, have, start_dcmqrscp, start_orthanc, start_storescp
+
+OUR_AE = "OPENIGRT"
+
+
+def require_peer(program: str) -> None:
+    """Skip the test when a peer program (DCMTK tool name or absolute path) is not installed."""
+    if not have(program):
+        pytest.skip(f"{program} is not installed (make peers)")
+
+
+@pytest.fixture
+def node_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Factory of Settings for our node on loopback: AE OPENIGRT, a free port, cache in tmp_path.
+
+    Keyword arguments are ``section.key`` overrides given with ``__`` for the dot, plus
+    ``remote=`` / ``allowed=`` (e.g. ``node_settings(remote=peer.remote, network__dimse_timeout=2)``).
+    """
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "local.ae_title": OUR_AE,
+            "local.port": free_port(),
+            "local.bind_address": "127.0.0.1",
+            "paths.cache_dir": str(tmp_path / "cache"),
+            "network.acse_timeout": 10,
+            "network.dimse_timeout": 10,
+            "network.network_timeout": 30,
+            "network.connect_timeout": 5,
+        }
+        for key, value in overrides.items():
+            values[key if key in ("remote", "allowed") else key.replace("__", ".")] = value
+        return load_settings(None, values)
+
+    return make
+
+
+@pytest.fixture
+def storescp_peer(tmp_path: Path) -> Iterator[Peer]:
+    """DCMTK storescp on loopback (files in ``peer.extra['out']``)."""
+    require_peer("storescp")
+    with start_storescp(tmp_path / "storescp") as peer:
+        yield peer
+
+
+@pytest.fixture
+def dcmqrscp_factory(tmp_path: Path) -> Iterator[Callable[..., Peer]]:
+    """Start DCMTK dcmqrscp peers (``factory(move_destinations={AET: (host, port)})``); all stopped at teardown."""
+    require_peer("dcmqrscp")
+    started: list[Peer] = []
+
+    def make(**kwargs: Any) -> Peer:
+        peer = start_dcmqrscp(tmp_path / f"dcmqrscp{len(started)}", **kwargs)
+        started.append(peer)
+        return peer
+
+    yield make
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., Peer]]:
+    """Start Orthanc peers (``factory(modalities={name: (AET, host, port)})``); all stopped at teardown."""
+    require_peer("/usr/sbin/Orthanc")
+    started: list[Peer] = []
+
+    def make(**kwargs: Any) -> Peer:
+        peer = start_orthanc(tmp_path / f"orthanc{len(started)}", **kwargs)
+        started.append(peer)
+        return peer
+
+    yield make
+    for p in started:
+        p.stop()
