@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -45,14 +44,13 @@ from openigrt.errors import (
     NetworkError,
     UnsupportedObjectError,
 )
-from openigrt.net.ae import open_association, set_tcp_nodelay
-from openigrt.net.dimse import PRIORITY_MEDIUM, ResponseTap, context_id_for, end_after_failure, reactor_paused, send_request
+from openigrt.archive.sender import StoreAssociation
+from openigrt.net.ae import set_tcp_nodelay
 from openigrt.net.sop import sop_class_name
 from openigrt.net.status import Category, Service, classify
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
-    from pynetdicom import AE
     from pynetdicom.association import Association
     from pynetdicom.dimse_primitives import C_MOVE
     from pynetdicom.presentation import PresentationContext
@@ -91,12 +89,9 @@ _EXPLICIT: Final = "1.2.840.10008.1.2.1"
 _UNCOMPRESSED: Final = frozenset({_IMPLICIT, _EXPLICIT, "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})
 #: pynetdicom proposes at most 128 presentation contexts (PS3.8 9.3.2.2: odd IDs 1-255).
 _MAX_CONTEXTS: Final = 128
-#: Socket poll interval of sub-operation associations, s (pynetdicom's default is 0.001).
-_SUB_POLL_S: Final = 0.0002
 #: Socket poll interval of accepted associations, s.
 _ACCEPTOR_POLL_S: Final = 0.0002
-#: Longest wait for the DUL to become idle after an A-RELEASE-RP, s.
-_SETTLE_MAX_S: Final = 0.005
+
 
 
 def status_dataset(code: int, comment: str = "") -> Dataset:
@@ -133,25 +128,23 @@ def acceptor_contexts() -> list[PresentationContext]:
     return contexts
 
 
-def move_contexts(located: Sequence[Located]) -> tuple[list[PresentationContext], set[tuple[str, str]]]:
-    """Contexts to propose for a C-MOVE's sub-operations, and the (class, syntax) pairs left out.
+def move_contexts(located: Sequence[Located]) -> tuple[list[tuple[str, tuple[str, ...]]], set[tuple[str, str]]]:
+    """Contexts ``(SOP class, syntaxes)`` to propose for a C-MOVE's sub-operations, and the
+    (class, syntax) pairs left out (beyond 128 contexts).
 
     Per SOP class: one context per stored transfer syntax, offering that syntax alone (so the
     stored bytes can be sent unchanged), plus, when any of its instances is stored uncompressed
     in another syntax, one fallback context with Implicit then Explicit VR LE (pydicom converts).
     Compressed instances are never decompressed, so they have no fallback.
     """
-    from pynetdicom.presentation import build_context
-
     wanted: list[tuple[str, tuple[str, ...]]] = []
     for loc in located:
         for syntaxes in _syntax_options(loc.transfer_syntax_uid):
             pair = (loc.sop_class_uid, syntaxes)
             if pair not in wanted:
                 wanted.append(pair)
-    contexts = [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in wanted[:_MAX_CONTEXTS]]
     left_out = {(c, s[0]) for c, s in wanted[_MAX_CONTEXTS:] if len(s) == 1}
-    return contexts, left_out
+    return wanted[:_MAX_CONTEXTS], left_out
 
 
 def _syntax_options(stored: str) -> list[tuple[str, ...]]:
@@ -290,16 +283,17 @@ class MoveSCP:
         The archive files and index.
     destinations
         Known move destinations.
-    ae
-        The archive's AE (its AE title, timeouts and identity are used for sub-operations).
+    ae_title
+        The archive's AE title (Calling AE Title of the sub-operation associations).
     settings
-        Network settings for the sub-operation associations.
+        Timeouts and implementation identity for the sub-operation associations.
     """
 
-    def __init__(self, *, store: ArchiveStore, destinations: MoveDestinations, ae: AE, settings: Settings) -> None:
+    def __init__(self, *, store: ArchiveStore, destinations: MoveDestinations, ae_title: str,
+                 settings: Settings) -> None:
         self.store = store
         self.destinations = destinations
-        self.ae = ae
+        self.ae_title = ae_title
         self.settings = settings
 
     def serve(self, assoc: Association, req: C_MOVE, context: PresentationContext) -> None:
@@ -462,47 +456,34 @@ class _MoveResponder:
 class _SubOperations:
     """C-STORE sub-operations of one C-MOVE over one association to the destination.
 
-    Each instance is sent as the stored bytes when the destination accepted its stored transfer
-    syntax (no decode, no re-encode), else decoded and re-encoded by pydicom in the accepted
-    uncompressed syntax (a compressed stored syntax is never decompressed). Responses are taken
-    from :class:`openigrt.net.dimse.ResponseTap`, so pynetdicom's response race cannot lose one.
-    When a C-STORE gets no response (DIMSE timeout) or the association is lost, the instance is
-    retried once on a fresh association.
+    The association is a :class:`~openigrt.archive.sender.StoreAssociation` (synchronous, no
+    polling threads). Each instance is sent as the stored bytes when the destination accepted
+    its stored transfer syntax (no decode, no re-encode), else decoded and re-encoded by pydicom
+    in an accepted uncompressed syntax, Implicit VR LE first (a compressed stored syntax is never
+    decompressed). When a C-STORE gets no response (DIMSE timeout) or the association is lost,
+    the instance is retried once on a fresh association.
     """
 
     def __init__(self, scp: MoveSCP, destination: RemoteAE, *, originator: str, originator_id: int,
-                 contexts: list[PresentationContext]) -> None:
+                 contexts: list[tuple[str, tuple[str, ...]]]) -> None:
         self.scp = scp
         self.destination = destination
         self.originator = originator
         self.originator_id = originator_id
         self.contexts = contexts
-        self.assoc: Association | None = None
-        self.tap = ResponseTap()
-        self._stack: ExitStack | None = None
+        self.assoc: StoreAssociation | None = None
         self._retried = False
 
     def open(self) -> None:
-        """Open the association and pause its reactor (raises NetworkError naming the destination)."""
-        from pynetdicom import evt
-
-        stack = ExitStack()
-        try:
-            self.tap = ResponseTap()
-            handlers = [self.tap.handler(), (evt.EVT_CONN_OPEN, _fast_poll), (evt.EVT_RELEASED, _settle_release)]
-            self.assoc = stack.enter_context(open_association(self.scp.ae, self.destination, settings=self.scp.settings,
-                                                              contexts=self.contexts, evt_handlers=handlers))
-            stack.enter_context(reactor_paused(self.assoc))
-        except BaseException:
-            stack.close()
-            raise
-        self._stack = stack
+        """Open the association (raises NetworkError naming the destination)."""
+        self.assoc = StoreAssociation(self.destination, calling_ae_title=self.scp.ae_title, contexts=self.contexts,
+                                      network=self.scp.settings.network).open()
 
     def close(self) -> None:
-        """Release (or abort) the association."""
-        if self._stack is not None:
-            stack, self._stack = self._stack, None
-            stack.close()
+        """Release the association (abort when the release fails)."""
+        if self.assoc is not None:
+            assoc, self.assoc = self.assoc, None
+            assoc.release()
 
     def __enter__(self) -> _SubOperations:
         self.open()
@@ -517,25 +498,22 @@ class _SubOperations:
             return self._send_once(loc)
         except (DimseTimeout, AssociationAborted) as exc:
             LOG.error("C-MOVE: %s to %s: %s", loc.sop_instance_uid, self.destination, exc)
-            if self.assoc is not None:
-                end_after_failure(self.assoc, timed_out=isinstance(exc, DimseTimeout))
             if self._retried:
                 return None
         self._retried = True
         LOG.warning("C-MOVE: retrying %s on a new association to %s", loc.sop_instance_uid, self.destination)
-        self.close()
         try:
             self.open()
             return self._send_once(loc)
-        except NetworkError as exc:  # includes DimseTimeout, AssociationAborted, ConnectionFailed
+        except NetworkError as exc:  # DimseTimeout, AssociationAborted, ConnectionFailed, AssociationRejected
             LOG.error("C-MOVE: retry of %s to %s failed: %s", loc.sop_instance_uid, self.destination, exc)
             return None
 
     def _send_once(self, loc: Located) -> int | None:
         assoc = self.assoc
-        if assoc is None or not assoc.is_established:
+        if assoc is None or not assoc.is_open:
             return None
-        context_id = context_id_for(assoc, loc.sop_class_uid, loc.transfer_syntax_uid)
+        context_id = assoc.context_id(loc.sop_class_uid, loc.transfer_syntax_uid)
         try:
             if context_id is not None:
                 data = self._stored_bytes(loc)
@@ -547,36 +525,19 @@ class _SubOperations:
         except UnsupportedObjectError as exc:
             LOG.error("C-MOVE: %s not sent to %s: %s", loc.sop_instance_uid, self.destination, exc)
             return None
-        req = self._request(loc, data)
-        send_request(assoc, req, context_id)
-        rsp = self.tap.wait(assoc, req.MessageID, timeout=self.scp.settings.network.dimse_timeout,
-                            peer=str(self.destination), what=f"C-STORE of {loc.sop_instance_uid}")
+        rsp = assoc.c_store(context_id, data, sop_class_uid=loc.sop_class_uid, sop_instance_uid=loc.sop_instance_uid,
+                            move_originator=self.originator, move_originator_message_id=self.originator_id)
         if rsp.status != 0:
             LOG.warning("C-MOVE: %s answered %s%s for %s", self.destination, classify(rsp.status, Service.STORE),
                         f" ({rsp.comment})" if rsp.comment else "", loc.sop_instance_uid)
         return rsp.status
-
-    def _request(self, loc: Located, data: bytes) -> Any:
-        from io import BytesIO
-
-        from pynetdicom.dimse_primitives import C_STORE
-
-        req = C_STORE()
-        req.MessageID = self.tap.new_message_id()
-        req.AffectedSOPClassUID = loc.sop_class_uid
-        req.AffectedSOPInstanceUID = loc.sop_instance_uid
-        req.Priority = PRIORITY_MEDIUM
-        req.MoveOriginatorApplicationEntityTitle = self.originator
-        req.MoveOriginatorMessageID = self.originator_id
-        req.DataSet = BytesIO(data)
-        return req
 
     def _stored_bytes(self, loc: Located) -> bytes:
         with open(self.scp.store.absolute(loc.path), "rb") as fh:
             fh.seek(loc.dataset_offset)
             return fh.read()
 
-    def _converted(self, assoc: Association, loc: Located) -> tuple[int, bytes]:
+    def _converted(self, assoc: StoreAssociation, loc: Located) -> tuple[int, bytes]:
         """Re-encode an uncompressed instance in an accepted uncompressed syntax of its class."""
         from pynetdicom.dsutils import encode
 
@@ -585,7 +546,7 @@ class _SubOperations:
                 f"{self.destination} did not accept {sop_class_name(loc.sop_class_uid)} in its stored "
                 f"transfer syntax {loc.transfer_syntax_uid} (the archive does not decompress)")
         for syntax in (_IMPLICIT, _EXPLICIT):
-            context_id = context_id_for(assoc, loc.sop_class_uid, syntax)
+            context_id = assoc.context_id(loc.sop_class_uid, syntax)
             if context_id is not None:
                 ds = self.scp.store.read(loc.path)
                 data = encode(ds, syntax == _IMPLICIT, True)
@@ -593,29 +554,6 @@ class _SubOperations:
                     raise DicomInputError(f"cannot re-encode {loc.sop_instance_uid} in {syntax}")
                 return context_id, data
         raise UnsupportedObjectError(f"{self.destination} accepted no context for {sop_class_name(loc.sop_class_uid)}")
-
-
-def _fast_poll(event: Any) -> None:
-    """``EVT_CONN_OPEN`` on a sub-operation association: poll the socket every 0.2 ms, not 1 ms.
-
-    These associations live for one C-MOVE; the extra idle CPU is negligible and each PDU
-    round trip gets ~1 ms faster.
-    """
-    event.assoc.dul._run_loop_delay = _SUB_POLL_S
-
-
-def _settle_release(event: Any) -> None:
-    """``EVT_RELEASED`` on a sub-operation association: let the DUL reach Sta1 before pynetdicom's kill().
-
-    pynetdicom 3.0 ``Association.kill()`` sleeps 10 ms whenever the DUL is not yet idle when the
-    A-RELEASE-RP arrives (almost always); waiting here for at most 5 ms in 0.1 ms steps makes a
-    release take ~1 ms instead of ~10 ms.
-    """
-    dul = event.assoc.dul
-    deadline = time.perf_counter() + _SETTLE_MAX_S
-    while dul.state_machine.current_state != "Sta1" and time.perf_counter() < deadline:
-        time.sleep(0.0001)
-
 
 # --------------------------------------------------------------------------- acceptor hooks
 def make_request_handler(move_scp: Callable[[], MoveSCP]) -> type:

@@ -105,7 +105,8 @@ class EmbeddedArchive:
         ae = make_ae(self.settings, ae_title=self.ae_title)
         ae.require_called_aet = True
         ae.maximum_associations = _MAX_ACCEPTED
-        move = MoveSCP(store=self.store, destinations=self.destinations, ae=ae, settings=self.settings)
+        move = MoveSCP(store=self.store, destinations=self.destinations, ae_title=self.ae_title,
+                       settings=self.settings)
         handlers = [
             (evt.EVT_C_STORE, handle_store, [self.store]),
             (evt.EVT_C_FIND, handle_find, [self.store, self.ae_title]),

@@ -259,18 +259,27 @@ def test_instance_in_a_refused_syntax_fails_alone(archive: EmbeddedArchive, tmp_
     assert no.uids() == [series.sop_uids[0]]
 
 
-def test_sub_operation_and_acceptor_sockets_set_tcp_nodelay(archive: EmbeddedArchive, series: Series) -> None:
-    seen: list[bool] = []
+def test_sub_operation_and_acceptor_sockets_set_tcp_nodelay(archive: EmbeddedArchive, series: Series,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from openigrt.archive.sender import StoreAssociation
+
+    sub_ops: list[bool] = []
+    acceptors: list[bool] = []
+    original = StoreAssociation.c_store
+
+    def c_store(self: StoreAssociation, *args: Any, **kwargs: Any) -> Any:
+        sub_ops.append(bool(self._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+        return original(self, *args, **kwargs)
 
     def check(event: Any) -> None:
-        requestors = [a for a in archive._ae.active_associations if a.is_requestor]
-        seen.extend(socket_nodelay(a) for a in requestors)
-        seen.extend(socket_nodelay(a) for a in archive._ae.active_associations if a.is_acceptor)
+        acceptors.extend(socket_nodelay(a) for a in archive._ae.active_associations if a.is_acceptor)
 
+    monkeypatch.setattr(StoreAssociation, "c_store", c_store)
     with Receiver(on_store=check) as rx:
         archive.add_destination(rx.remote)
         _move(archive, _ident("IMAGE", SOPInstanceUID=series.sop_uids[0]), rx.ae_title)
-    assert len(seen) >= 2 and all(seen)
+    assert sub_ops == [True]
+    assert acceptors and all(acceptors)
 
 
 # --------------------------------------------------------------------------- C-STORE statuses
