@@ -176,15 +176,16 @@ def _occupancy(mu: NDArray[np.float32]) -> NDArray[np.uint8]:
     nz, ny, nx = mu.shape
     gz, gy, gx = -(-nz // bk), -(-ny // bj), -(-nx // bi)
     pad = np.zeros((gz * bk, gy * bj, gx * bi), dtype=bool)
-    pad[:nz, :ny, :nx] = mu > 0
+    nonzero = pad[:nz, :ny, :nx]
+    np.greater(mu, 0, out=nonzero)
+    # a sample at index x reads voxels x and x + 1 (per axis): flag voxel x when x or x + 1 is non-zero
+    for axis in range(3):
+        lead = [slice(None)] * 3
+        lead[axis] = slice(0, -1)
+        nxt = [slice(None)] * 3
+        nxt[axis] = slice(1, None)
+        pad[tuple(lead)] |= pad[tuple(nxt)]
     occ = pad.reshape(gz, bk, gy, bj, gx, bi).any(axis=(1, 3, 5))
-    # first voxel of the next block along each axis (and the diagonal ones)
-    first = pad[::bk, ::bj, ::bi]
-    for dz in (0, 1):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                if dz or dy or dx:
-                    occ[: gz - dz, : gy - dy, : gx - dx] |= first[dz:, dy:, dx:]
     return np.ascontiguousarray(occ.astype(np.uint8))
 
 
