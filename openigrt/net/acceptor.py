@@ -525,6 +525,11 @@ class AcceptorServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         with self._open_lock:
             return len(self._open)
 
+    def sockets(self) -> list[socket.socket]:
+        """The sockets of the connections being served (tests read their options)."""
+        with self._open_lock:
+            return list(self._open)
+
     def abort_all(self) -> None:
         """A-ABORT every open association (used when the SCP stops)."""
         with self._open_lock:

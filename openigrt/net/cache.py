@@ -577,4 +577,4 @@ def _pid_alive(pid: int) -> bool:
 def _os_message(exc: OSError, path: Path) -> str:
     reason = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system",
               errno.EACCES: "permission denied", errno.EDQUOT: "quota exceeded"}.get(exc.errno or 0)
-    return f"cannot write {path}: {reason or exc.strerror or exc}"
+    return f"{reason or exc.strerror or exc}: cannot write {path}"

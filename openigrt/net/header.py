@@ -97,7 +97,7 @@ class _Walker:
         self.found: dict[int, bytes] = {}
 
     def fail(self, offset: int, what: str) -> DicomInputError:
-        return DicomInputError(f"undecodable data set at byte {offset}: {what}")
+        return DicomInputError(f"undecodable data set: {what} (at byte {offset})")
 
     def header(self, pos: int, implicit: bool) -> tuple[int, int, bytes | None, int]:
         """Return (tag, length, vr, value offset) of the element at *pos*."""
@@ -133,8 +133,8 @@ class _Walker:
                 continue
             pos = value + length
             if pos > end:
-                raise self.fail(value, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X}) ({length} bytes) "
-                                       f"runs past the end of the data (truncated)")
+                raise self.fail(value, f"truncated: ({tag >> 16:04X},{tag & 0xFFFF:04X}) value of {length} bytes "
+                                       "runs past the end of the data")
             if depth == 0 and tag in self.wanted:
                 self.found[tag] = bytes(self.buf[value:pos])
         if until_delim:
@@ -183,7 +183,7 @@ def check_structure(data: bytes | memoryview, *, implicit_vr: bool) -> None:
     >>> check_structure(b"\\x08\\x00\\x18\\x00\\x40\\x00\\x00\\x001.2\\x00", implicit_vr=True)
     Traceback (most recent call last):
     ...
-    openigrt.errors.DicomInputError: undecodable data set at byte 8: value of (0008,0018) (64 bytes) runs past the end of the data (truncated)
+    openigrt.errors.DicomInputError: undecodable data set: truncated: (0008,0018) value of 64 bytes runs past the end of the data (at byte 8)
     """
     if len(data) == 0:
         raise DicomInputError("undecodable data set: empty")

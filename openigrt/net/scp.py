@@ -219,11 +219,14 @@ class StorageSCP:
         Called once per stored instance with a :class:`ReceivedInstance`.
     port, bind_address, ae_title
         Overrides of the settings (``port=0`` binds an ephemeral port; see :attr:`port`).
+    max_associations
+        Simultaneous associations accepted; beyond, A-ASSOCIATE-RJ 2/3/2 (local limit exceeded).
     """
 
     def __init__(self, settings: Settings, cache: InstanceCache | None = None, *,
                  on_received: Callable[[ReceivedInstance], None] | None = None, port: int | None = None,
-                 bind_address: str | None = None, ae_title: str | None = None) -> None:
+                 bind_address: str | None = None, ae_title: str | None = None,
+                 max_associations: int = MAX_ACCEPTED_ASSOCIATIONS) -> None:
         self.settings = settings
         self.cache = cache if cache is not None else InstanceCache.from_settings(settings)
         self.on_received = on_received
@@ -231,6 +234,7 @@ class StorageSCP:
         self._requested_port = settings.local.port if port is None else port
         self.bind_address = bind_address or settings.local.bind_address
         self.policy = AccessPolicy.from_settings(settings, ae_title=self.ae_title)
+        self.max_associations = max_associations
         self._server: AcceptorServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -245,6 +249,10 @@ class StorageSCP:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def sockets(self) -> list[socket.socket]:
+        """Sockets of the associations being served (empty when stopped)."""
+        return self._server.sockets() if self._server is not None else []
 
     def supported(self) -> dict[str, tuple[str, ...]]:
         """The SOP classes and transfer syntaxes we accept (NET-7 table + Verification)."""
@@ -264,7 +272,7 @@ class StorageSCP:
                 implementation_class_uid=net.implementation_class_uid,
                 implementation_version_name=net.implementation_version_name,
                 max_pdu_receive=net.max_pdu_receive, acse_timeout=net.acse_timeout,
-                network_timeout=net.network_timeout, max_associations=MAX_ACCEPTED_ASSOCIATIONS,
+                network_timeout=net.network_timeout, max_associations=self.max_associations,
             )
             self.cache.reconcile()
             try:

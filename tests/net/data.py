@@ -97,9 +97,21 @@ def same_elements(a: Dataset, b: Dataset) -> list[str]:
         ea, eb = a.get(tag), b.get(tag)
         if ea is None or eb is None:
             diffs.append(f"{tag} missing on one side")
+        elif tag.is_private and _raw(ea.value) == _raw(eb.value):
+            continue  # untyped in Implicit VR (UN bytes) vs typed in Explicit VR: same bytes
         elif ea.value != eb.value:
             diffs.append(f"{tag} {ea.keyword}: {str(ea.value)[:40]!r} != {str(eb.value)[:40]!r}")
     return diffs
+
+
+def _raw(value: object) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value.rstrip(b" \x00")
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value).encode("latin-1", "replace").rstrip(b" \x00")  # type: ignore[union-attr]
+    return str(value).encode("latin-1", "replace").rstrip(b" \x00")
 
 
 def read_file(path: Path) -> Dataset:
