@@ -9,7 +9,6 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import generate_uid
 
 from openigrt.errors import DicomInputError, UnsupportedObjectError
 from openigrt.net.header import check_structure, inspect, read_header, split_part10
@@ -159,7 +158,3 @@ def test_deeply_nested_garbage_is_bounded() -> None:
     open_seq = struct.pack("<HHL", 0x3006, 0x0020, 0xFFFFFFFF) + struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
     with pytest.raises(DicomInputError, match="nested|truncated"):
         check_structure(open_seq * 100, implicit_vr=True)
-
-
-def test_uid_generation_in_fixture_is_valid() -> None:
-    assert generate_uid().startswith("1.2.826.0.1.3680043.8.498.")
