@@ -17,7 +17,8 @@ use:
   Eclipse writes in DRRs (IOD-8); both are kept.
 
 Pixels are ``float32`` (``stored * slope + intercept``), shape ``(rows, cols)`` or
-``(frames, rows, cols)``. Retired curves (50xx, IOD-5) are read into ``(N, dimensions)`` float64
+``(frames, rows, cols)``; MPEG2 cine (IOD-4) is decoded with PyAV (the luma mapped back to
+0-255 grey, as the builder wrote it). Retired curves (50xx, IOD-5) are read into ``(N, dimensions)`` float64
 arrays (for marker curves: pixel column, row).
 """
 
@@ -211,14 +212,37 @@ def _geometry(r: AttributeReader, rows: int, cols: int, prefix: str) -> RTImageG
     )
 
 
+#: MPEG2 transfer syntaxes (MP@ML, MP@HL) of multi-frame cine RT Images (SPEC §1, IOD-4).
+MPEG2_TRANSFER_SYNTAXES = ("1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101")
+
+
 def _pixels(f: DicomFile, slope: float, intercept: float) -> NDArray[np.float32]:
-    stored = decode_pixels(f)
+    stored = _decode_mpeg2(f) if f.transfer_syntax_uid in MPEG2_TRANSFER_SYNTAXES else decode_pixels(f)
     out = stored.astype(np.float32)
     if slope != 1.0:
         out *= np.float32(slope)
     if intercept != 0.0:
         out += np.float32(intercept)
     return out
+
+
+def _decode_mpeg2(f: DicomFile) -> NDArray[np.uint8]:
+    """Frames of an MPEG2 cine (PyAV, which pydicom 3 lacks a decoder for): luma mapped back to grey."""
+    from pydicom.encaps import generate_fragments
+
+    from openigrt.iod.build.mpeg2 import decode_mpeg2
+
+    try:
+        stream = b"".join(generate_fragments(f.dataset.PixelData))
+        frames = decode_mpeg2(stream)
+    except Exception as exc:  # PyAV / fragment parsing errors
+        raise DicomInputError(f"{f.source}: (7FE0,0010) MPEG2 Pixel Data cannot be decoded: {exc}") from None
+    rows, cols = int(f.dataset.Rows), int(f.dataset.Columns)
+    if frames.ndim != 3 or frames.shape[1] < rows or frames.shape[2] < cols:
+        raise DicomInputError(f"{f.source}: MPEG2 stream holds frames of {frames.shape[1:]} pixels, expected "
+                              f"{rows}x{cols}")
+    frames = frames[:, :rows, :cols]
+    return frames[0] if frames.shape[0] == 1 else frames
 
 
 def _curves(ds: Dataset, where: str) -> tuple[Curve, ...]:

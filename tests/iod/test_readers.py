@@ -399,3 +399,16 @@ def test_private_elements_stay_raw_until_typed_by_creator() -> None:
     assert isinstance(f.dataset.get_item(Tag(0x3273, 0x1000)), RawDataElement)
     assert not isinstance(f.dataset.get_item(Tag(0x3273, 0x0010)), RawDataElement)  # creators are converted
     assert P.read_private(f.dataset, P.RT_IMAGE_ISOCENTER_POSITION).VR == "DS"
+
+
+def test_mpeg2_cine_rt_image_is_decoded(tmp_path) -> None:
+    from openigrt.iod.build import write_file
+    from tests.build.conftest import strict_writing
+    from tests.build.factory import cine_frames, make_patient, mpeg2_image
+
+    with strict_writing():
+        ds = mpeg2_image(make_patient(), n=12)
+    im = RTImage.from_dataset(read_file(write_file(ds, tmp_path / "cine.dcm")))
+    assert im.pixels.shape == (12, 48, 64) and im.number_of_frames == 12
+    original = cine_frames(12, 48, 64).astype(np.float32)
+    assert float(np.abs(im.pixels - original).mean()) < 3.0  # lossy MPEG2, grey levels 0-255
