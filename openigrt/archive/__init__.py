@@ -17,15 +17,21 @@ Public API
 
 Services and statuses
 ---------------------
+* Associations are accepted by :mod:`openigrt.archive.acceptor`, built on the node's lean PS3.8
+  acceptor (:mod:`openigrt.net.acceptor`: one blocking thread per association, no polling);
+  the Called AE Title must be the archive's (else A-ASSOCIATE-RJ 1/1/7), any Calling AE Title
+  is accepted. From each proposed context the first transfer syntax the proposer listed that
+  the archive supports is chosen.
 * Verification; C-STORE of every storage SOP class pynetdicom knows, in any transfer syntax
-  (Explicit VR LE preferred, then Implicit VR LE, then the proposed one, e.g. MPEG2 for RT Image
-  cine). Data set bytes are stored unchanged, durably (temporary file, fsync, rename) before
-  0000 is answered; a second instance with the same SOP Instance UID replaces file and row.
+  pydicom knows (e.g. MPEG2 for RT Image cine). Data set bytes are stored unchanged, durably
+  (temporary file, fsync, rename) before 0000 is answered; a second instance with the same SOP
+  Instance UID replaces file and row.
   0117 SOP Instance UID missing or not the command's; A900 SOP Class not the command's or
   Study/Series Instance UID missing; C000 undecodable/truncated stream; A700 write/index failure.
 * C-FIND and C-MOVE: Study Root (STUDY, SERIES, IMAGE) and Patient Root (PATIENT, STUDY, SERIES,
   IMAGE). C-GET is not offered. FIND answers FF00 per match (FF01 when a key could not be used
-  for matching), then 0000; A900 bad identifier; A700 index failure; FE00 after C-CANCEL.
+  for matching), then 0000; A900 bad identifier; C000 undecodable identifier; A700 index
+  failure; FE00 after C-CANCEL.
   MOVE: A900 bad identifier, A801 unknown destination (both before any sub-operation), A701
   index failure, A702 destination unreachable or refusing every context; one association per
   C-MOVE to the destination; FF00 after each sub-operation but the last with remaining /

@@ -1,39 +1,32 @@
-"""The archive's DIMSE services over pynetdicom: C-ECHO, C-STORE, C-FIND and C-MOVE SCP (ARCHIVE-1).
+"""The archive's DIMSE services: C-STORE, C-FIND and C-MOVE SCP logic (ARCHIVE-1).
+
+Transport-independent: :mod:`openigrt.archive.acceptor` decodes the requests and calls
+:class:`ArchiveServices` with a responder; C-ECHO is answered by :mod:`openigrt.net.acceptor`.
 
 * **C-STORE** (PS3.4 B.2.2): every storage SOP class pynetdicom knows, in every transfer syntax
-  pydicom knows (Explicit VR LE preferred, then Implicit VR LE, then the proposed syntax such as
-  MPEG2 for RT Image cine). The data set bytes are stored unchanged, durably, before the answer.
-  Statuses: 0000 stored; 0117 SOP Instance UID missing/invalid or not the command's Affected
-  SOP Instance UID; A900 SOP Class differs from the command or a Study/Series UID is missing;
-  C000 undecodable stream; A700 the file or the index could not be written.
-* **C-FIND** (PS3.4 C.4.1) through pynetdicom's Q/R service and our handler: pending FF00 per
-  match (FF01 when an optional key could not be matched), A900 bad identifier, A700 index
-  failure, FE00 after C-CANCEL, then 0000.
-* **C-MOVE** (PS3.4 C.4.2) is served by :class:`MoveSCP`, our own implementation, so that every
-  status is the right one (pynetdicom's built-in C-MOVE cannot answer A900 before contacting
-  the destination). See :meth:`MoveSCP.serve`.
-
-The acceptor side is a pynetdicom ``AssociationServer`` with our :class:`ArchiveRequestHandler`:
-it sets TCP_NODELAY on the accepted socket, shares the (read-only) supported contexts instead of
-deep-copying ~170 of them per association (~30 ms each), and routes C-MOVE requests of the
-Patient/Study Root MOVE classes to :class:`MoveSCP`. These hooks use pynetdicom 3.0 internals
-(``RequestHandler._create_association``, ``Association._serve_request``); pyproject pins
-pynetdicom < 4 and the archive tests exercise every hook.
+  pydicom knows; the proposer's first listed syntax is chosen (net.acceptor). The data set
+  bytes are stored unchanged, durably, before the answer. Statuses: 0000 stored; 0117 SOP
+  Instance UID missing/invalid or not the command's Affected SOP Instance UID; A900 SOP Class
+  differs from the command or a Study/Series UID is missing; C000 undecodable stream; A700 the
+  file or the index could not be written.
+* **C-FIND** (PS3.4 C.4.1.2): pending FF00 per match (FF01 when a key could not be used for
+  matching), A900 bad identifier, A700 index failure, FE00 after C-CANCEL, then 0000.
+* **C-MOVE** (PS3.4 C.4.2.2): see :meth:`MoveSCP.serve`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from openigrt.archive.destinations import MoveDestinations
 from openigrt.archive.index import Located
 from openigrt.archive.model import FIND_MODELS, MOVE_MODELS
 from openigrt.archive.query import Operation, Query, build_identifier, element_texts, match_text, parse_identifier
+from openigrt.archive.sender import StoreAssociation
 from openigrt.archive.store import ArchiveStore, check_instance, read_index_header
 from openigrt.config import RemoteAE, Settings
 from openigrt.errors import (
@@ -44,16 +37,13 @@ from openigrt.errors import (
     NetworkError,
     UnsupportedObjectError,
 )
-from openigrt.archive.sender import StoreAssociation
-from openigrt.net.ae import set_tcp_nodelay
 from openigrt.net.sop import sop_class_name
 from openigrt.net.status import Category, Service, classify
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
-    from pynetdicom.association import Association
-    from pynetdicom.dimse_primitives import C_MOVE
-    from pynetdicom.presentation import PresentationContext
+
+    from openigrt.net.acceptor import StoreRequest
 
 LOG = logging.getLogger("openigrt.archive")
 
@@ -65,6 +55,7 @@ STORE_INVALID_OBJECT_INSTANCE: Final = 0x0117
 STORE_DATASET_MISMATCH: Final = 0xA900
 STORE_CANNOT_UNDERSTAND: Final = 0xC000
 #: PS3.4 C.4.1.1.4: C-FIND.
+FIND_SUCCESS: Final = 0x0000
 FIND_PENDING: Final = 0xFF00
 FIND_PENDING_WARNING: Final = 0xFF01
 FIND_OUT_OF_RESOURCES: Final = 0xA700
@@ -87,45 +78,62 @@ _ERROR_COMMENT_MAX: Final = 64
 _IMPLICIT: Final = "1.2.840.10008.1.2"
 _EXPLICIT: Final = "1.2.840.10008.1.2.1"
 _UNCOMPRESSED: Final = frozenset({_IMPLICIT, _EXPLICIT, "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})
-#: pynetdicom proposes at most 128 presentation contexts (PS3.8 9.3.2.2: odd IDs 1-255).
+#: At most 128 presentation contexts can be proposed (PS3.8 9.3.2.2: odd IDs 1-255).
 _MAX_CONTEXTS: Final = 128
-#: Socket poll interval of accepted associations, s.
-_ACCEPTOR_POLL_S: Final = 0.0002
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Sub-operation counters of a C-MOVE response (PS3.7 9.3.4.2)."""
 
-def status_dataset(code: int, comment: str = "") -> Dataset:
-    """A status Dataset for a pynetdicom handler: Status plus an Error Comment (LO, 64 chars)."""
-    from pydicom import Dataset
+    remaining: int
+    completed: int
+    failed: int
+    warning: int
 
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        ds.ErrorComment = _comment(comment)
-    return ds
+
+@dataclass(frozen=True)
+class QRRequest:
+    """A C-FIND or C-MOVE request as the archive's services see it (identifier decoded)."""
+
+    sop_class_uid: str
+    message_id: int
+    identifier: Dataset
+    move_destination: str
+    calling_ae_title: str
+    peer_address: str
 
 
 def _comment(text: str) -> str:
+    """An Error Comment (0000,0902): LO, at most 64 characters, no backslash."""
     text = text.replace("\\", "/").replace("\n", " ")
     return text if len(text) <= _ERROR_COMMENT_MAX else text[: _ERROR_COMMENT_MAX - 3] + "..."
 
 
-def _peer(assoc: Association) -> str:
-    return f"{assoc.requestor.ae_title}@{assoc.requestor.address}"
+class Responder(Protocol):
+    """What a C-FIND / C-MOVE service needs from the transport (see acceptor.Responder)."""
+
+    def send(self, status: int, *, identifier: Dataset | None = None, counts: Counts | None = None,
+             with_remaining: bool = True, comment: str = "") -> None: ...
+
+    def cancelled(self) -> bool: ...
 
 
 # --------------------------------------------------------------------------- contexts
-def acceptor_contexts() -> list[PresentationContext]:
-    """Presentation contexts the archive accepts: Verification, Q/R FIND/MOVE, every storage class."""
+def supported_contexts() -> dict[str, tuple[str, ...]]:
+    """SOP classes and transfer syntaxes the archive accepts (for net.acceptor negotiation).
+
+    Verification and the Patient/Study Root FIND and MOVE classes in Implicit and Explicit VR
+    LE; every storage class pynetdicom knows in every transfer syntax pydicom knows.
+    """
     from pydicom.uid import AllTransferSyntaxes
     from pynetdicom import AllStoragePresentationContexts
-    from pynetdicom.presentation import build_context
 
-    storage_syntaxes = [_EXPLICIT, _IMPLICIT] + [str(ts) for ts in AllTransferSyntaxes if str(ts) not in (_EXPLICIT, _IMPLICIT)]
-    contexts = [build_context("1.2.840.10008.1.1", [_EXPLICIT, _IMPLICIT])]
-    contexts += [build_context(uid, [_EXPLICIT, _IMPLICIT]) for uid in (*FIND_MODELS, *MOVE_MODELS)]
-    contexts += [build_context(cx.abstract_syntax, storage_syntaxes) for cx in AllStoragePresentationContexts]
-    return contexts
+    storage = (_EXPLICIT, _IMPLICIT, *(str(ts) for ts in AllTransferSyntaxes if str(ts) not in (_EXPLICIT, _IMPLICIT)))
+    table: dict[str, tuple[str, ...]] = {str(cx.abstract_syntax): storage for cx in AllStoragePresentationContexts}
+    for uid in ("1.2.840.10008.1.1", *FIND_MODELS, *MOVE_MODELS):
+        table[uid] = (_IMPLICIT, _EXPLICIT)
+    return table
 
 
 def move_contexts(located: Sequence[Located]) -> tuple[list[tuple[str, tuple[str, ...]]], set[tuple[str, str]]]:
@@ -156,44 +164,46 @@ def _syntax_options(stored: str) -> list[tuple[str, ...]]:
 
 
 # --------------------------------------------------------------------------- C-STORE
-def handle_store(event: Any, store: ArchiveStore) -> int | Dataset:
-    """``EVT_C_STORE`` handler: check, store durably, index, then answer (see module docstring)."""
-    req = event.request
-    syntax = str(event.context.transfer_syntax)
-    peer = _peer(event.assoc)
-    data = req.DataSet.getvalue()
+def store_instance(request: StoreRequest, store: ArchiveStore) -> tuple[int, str]:
+    """Check, store durably, index, then answer ``(status, error comment)`` (see module docstring)."""
+    syntax = request.context.transfer_syntax
+    peer = f"{request.calling_ae_title}@{request.peer_address}"
+    uid = request.affected_sop_instance_uid
     try:
-        header = read_index_header(data, transfer_syntax_uid=syntax)
+        header = read_index_header(request.dataset, transfer_syntax_uid=syntax)
     except DicomInputError as exc:
-        LOG.warning("C-STORE from %s: %s refused (C000): %s", peer, req.AffectedSOPInstanceUID, exc)
-        return status_dataset(STORE_CANNOT_UNDERSTAND, str(exc))
-    refusal = _store_refusal(header, req)
+        LOG.warning("C-STORE from %s: %s refused (C000): %s", peer, uid, exc)
+        return STORE_CANNOT_UNDERSTAND, _comment(str(exc))
+    refusal = _store_refusal(header, request)
     if refusal is not None:
         code, why = refusal
-        LOG.warning("C-STORE from %s: %s refused (%04X): %s", peer, req.AffectedSOPInstanceUID, code, why)
-        return status_dataset(code, why)
+        LOG.warning("C-STORE from %s: %s refused (%04X): %s", peer, uid, code, why)
+        return code, _comment(why)
     try:
-        outcome = store.store(data, transfer_syntax_uid=syntax, header=header, source_ae_title=event.assoc.requestor.ae_title)
+        outcome = store.store(request.dataset, transfer_syntax_uid=syntax, header=header,
+                              source_ae_title=request.calling_ae_title)
     except (OSError, CacheError) as exc:
         why = f"cannot store: {getattr(exc, 'strerror', None) or exc}"
-        LOG.error("C-STORE from %s: %s failed (A700): %s", peer, req.AffectedSOPInstanceUID, why)
-        return status_dataset(STORE_OUT_OF_RESOURCES, why)
+        LOG.error("C-STORE from %s: %s failed (A700): %s", peer, uid, why)
+        return STORE_OUT_OF_RESOURCES, _comment(why)
     except DicomInputError as exc:
-        return status_dataset(STORE_DATASET_MISMATCH, str(exc))
-    LOG.info("C-STORE from %s: %s %s %s", peer, sop_class_name(str(req.AffectedSOPClassUID)),
-             req.AffectedSOPInstanceUID, "replaced" if outcome.replaced else "stored")
-    return STORE_SUCCESS
+        return STORE_DATASET_MISMATCH, _comment(str(exc))
+    LOG.info("C-STORE from %s: %s %s %s", peer, sop_class_name(request.affected_sop_class_uid), uid,
+             "replaced" if outcome.replaced else "stored")
+    return STORE_SUCCESS, ""
 
 
-def _store_refusal(header: Dataset, req: Any) -> tuple[int, str] | None:
+def _store_refusal(header: Dataset, request: StoreRequest) -> tuple[int, str] | None:
     sop_uid = str(header.get("SOPInstanceUID", "") or "").strip(" \0")
     if not sop_uid:
         return STORE_INVALID_OBJECT_INSTANCE, "SOP Instance UID (0008,0018) is missing"
-    if sop_uid != str(req.AffectedSOPInstanceUID):
+    if sop_uid != request.affected_sop_instance_uid:
         return STORE_INVALID_OBJECT_INSTANCE, f"SOP Instance UID {sop_uid} differs from the Affected SOP Instance UID"
     sop_class = str(header.get("SOPClassUID", "") or "").strip(" \0")
-    if sop_class != str(req.AffectedSOPClassUID):
+    if sop_class != request.affected_sop_class_uid:
         return STORE_DATASET_MISMATCH, f"SOP Class UID {sop_class or '(missing)'} differs from the Affected SOP Class UID"
+    if request.context.abstract_syntax != request.affected_sop_class_uid:
+        return STORE_DATASET_MISMATCH, "Affected SOP Class UID differs from the presentation context"
     try:
         check_instance(header)
     except DicomInputError as exc:
@@ -203,37 +213,32 @@ def _store_refusal(header: Dataset, req: Any) -> tuple[int, str] | None:
 
 
 # --------------------------------------------------------------------------- C-FIND
-def handle_find(event: Any, store: ArchiveStore, ae_title: str) -> Any:
-    """``EVT_C_FIND`` handler (a generator of ``(status, identifier)``; PS3.4 C.4.1.2)."""
+def serve_find(responder: Responder, request: QRRequest, store: ArchiveStore, ae_title: str) -> None:
+    """Answer one C-FIND (PS3.4 C.4.1.2): a pending response per match, then the final one."""
     started = time.perf_counter()
-    model = FIND_MODELS[str(event.request.AffectedSOPClassUID)]
-    peer = _peer(event.assoc)
+    model = FIND_MODELS[request.sop_class_uid]
+    peer = f"{request.calling_ae_title}@{request.peer_address}"
     try:
-        identifier = event.identifier
-    except Exception as exc:  # noqa: BLE001 - pynetdicom/pydicom decode errors
-        LOG.warning("C-FIND from %s: undecodable identifier (C000): %s", peer, exc)
-        yield status_dataset(FIND_UNABLE_TO_PROCESS, f"undecodable identifier: {exc}"), None
-        return
-    try:
-        query = parse_identifier(identifier, model=model, operation=Operation.FIND)
+        query = parse_identifier(request.identifier, model=model, operation=Operation.FIND)
         rows = store.index.find(query)
     except DicomInputError as exc:
         LOG.warning("C-FIND %s from %s refused (A900): %s", model.value, peer, exc)
-        yield status_dataset(FIND_IDENTIFIER_MISMATCH, str(exc)), None
+        responder.send(FIND_IDENTIFIER_MISMATCH, comment=_comment(str(exc)))
         return
     except CacheError as exc:
         LOG.error("C-FIND from %s failed (A700): %s", peer, exc)
-        yield status_dataset(FIND_OUT_OF_RESOURCES, "archive index unavailable"), None
+        responder.send(FIND_OUT_OF_RESOURCES, comment="archive index unavailable")
         return
     pending = FIND_PENDING_WARNING if query.unsupported else FIND_PENDING
     matched = 0
     for row, file_ds in iter_find_matches(store, query, rows=rows):
-        if event.is_cancelled:
+        if responder.cancelled():
             LOG.info("C-FIND from %s cancelled after %d matches", peer, matched)
-            yield CANCEL, None
+            responder.send(CANCEL)
             return
         matched += 1
-        yield pending, build_identifier(query, row, file_ds, retrieve_ae_title=ae_title)
+        responder.send(pending, identifier=build_identifier(query, row, file_ds, retrieve_ae_title=ae_title))
+    responder.send(FIND_SUCCESS)
     LOG.info("C-FIND %s %s from %s: %d match(es) in %.0f ms", model.value, query.level.name, peer, matched,
              (time.perf_counter() - started) * 1000)
 
@@ -273,6 +278,9 @@ class _Counts:
     failed: int = 0
     warning: int = 0
 
+    def snapshot(self) -> Counts:
+        return Counts(self.remaining, self.completed, self.failed, self.warning)
+
 
 class MoveSCP:
     """C-MOVE SCP of the archive (PS3.4 C.4.2.2).
@@ -296,82 +304,89 @@ class MoveSCP:
         self.ae_title = ae_title
         self.settings = settings
 
-    def serve(self, assoc: Association, req: C_MOVE, context: PresentationContext) -> None:
-        """Answer one C-MOVE request on *assoc*.
+    def serve(self, responder: Responder, request: QRRequest) -> None:
+        """Answer one C-MOVE request.
 
-        Order: decode the identifier (C000 when undecodable) -> parse it (A900) -> resolve the
-        destination (A801) -> find the instances (A701 on an index failure; none: 0000 with zero
-        counts) -> open **one** association to the destination (A702 when it fails) -> one
-        C-STORE per instance, each but the last followed by a pending FF00 response with the
-        remaining, completed, failed and warning counts -> final 0000, or B000 when any
-        sub-operation failed or warned, with the Failed SOP Instance UID List of the failed ones
-        (PS3.4 C.4.2.1.4.2); FE00 with the counts so far after a C-CANCEL.
+        Order: parse the identifier (A900) -> resolve the destination (A801) -> find the
+        instances (A701 on an index failure; none: 0000 with zero counts) -> open **one**
+        association to the destination (A702 when it fails) -> one C-STORE per instance, each
+        but the last followed by a pending FF00 response with the remaining, completed, failed
+        and warning counts -> final 0000, or B000 when any sub-operation failed or warned, with
+        the Failed SOP Instance UID List of the failed ones (PS3.4 C.4.2.1.4.2); FE00 with the
+        counts so far after a C-CANCEL. (An undecodable identifier is answered C000 by the
+        acceptor.)
         """
         started = time.perf_counter()
-        model = MOVE_MODELS[str(context.abstract_syntax)]
-        responder = _MoveResponder(assoc, req, context)
-        peer = _peer(assoc)
+        model = MOVE_MODELS[request.sop_class_uid]
+        peer = f"{request.calling_ae_title}@{request.peer_address}"
         try:
-            identifier = _decode_identifier(req, context)
-        except Exception as exc:  # noqa: BLE001
-            LOG.warning("C-MOVE from %s: undecodable identifier (C000): %s", peer, exc)
-            responder.final(MOVE_UNABLE_TO_PROCESS, comment=f"undecodable identifier: {exc}")
-            return
-        try:
-            query = parse_identifier(identifier, model=model, operation=Operation.MOVE)
+            query = parse_identifier(request.identifier, model=model, operation=Operation.MOVE)
         except DicomInputError as exc:
             LOG.warning("C-MOVE %s from %s refused (A900): %s", model.value, peer, exc)
-            responder.final(MOVE_IDENTIFIER_MISMATCH, comment=str(exc))
+            responder.send(MOVE_IDENTIFIER_MISMATCH, comment=_comment(str(exc)))
             return
-        destination = self.destinations.get(str(req.MoveDestination))
+        destination = self.destinations.get(request.move_destination)
         if destination is None:
             known = ", ".join(d.ae_title for d in self.destinations.all()) or "none"
-            LOG.warning("C-MOVE from %s: move destination %r unknown (A801); known: %s", peer, req.MoveDestination, known)
-            responder.final(MOVE_DESTINATION_UNKNOWN, comment=f"move destination {str(req.MoveDestination).strip()!r} unknown")
+            LOG.warning("C-MOVE from %s: move destination %r unknown (A801); known: %s", peer,
+                        request.move_destination, known)
+            responder.send(MOVE_DESTINATION_UNKNOWN,
+                           comment=_comment(f"move destination {request.move_destination.strip()!r} unknown"))
             return
         try:
             located = self.store.index.locate(query)
         except CacheError as exc:
             LOG.error("C-MOVE from %s failed (A701): %s", peer, exc)
-            responder.final(MOVE_CANNOT_COUNT, comment="archive index unavailable")
+            responder.send(MOVE_CANNOT_COUNT, comment="archive index unavailable")
             return
-        counts = self._run(assoc, req, responder, located, destination)
+        counts = self._run(responder, request, located, destination)
         LOG.info("C-MOVE %s %s from %s to %s: %d completed, %d failed, %d warning in %.0f ms", model.value,
                  query.level.name, peer, destination, counts.completed, counts.failed, counts.warning,
                  (time.perf_counter() - started) * 1000)
 
-    def _run(self, assoc: Association, req: C_MOVE, responder: _MoveResponder, located: list[Located],
+    def _run(self, responder: Responder, request: QRRequest, located: list[Located],
              destination: RemoteAE) -> _Counts:
         counts = _Counts(remaining=len(located))
         if not located:
-            responder.final(MOVE_SUCCESS, counts=counts)
+            responder.send(MOVE_SUCCESS, counts=counts.snapshot(), with_remaining=False)
             return counts
         contexts, left_out = move_contexts(located)
         failed_uids: list[str] = []
         try:
-            with _SubOperations(self, destination, originator=assoc.requestor.ae_title,
-                                originator_id=int(req.MessageID), contexts=contexts) as sender:
+            with _SubOperations(self, destination, originator=request.calling_ae_title,
+                                originator_id=request.message_id, contexts=contexts) as sender:
                 for loc in located:
                     if responder.cancelled():
-                        responder.final(MOVE_CANCEL, counts=counts, failed_uids=failed_uids, cancel=True)
+                        responder.send(MOVE_CANCEL, counts=counts.snapshot(), identifier=_failed_list(failed_uids))
                         return counts
                     code = sender.send(loc) if (loc.sop_class_uid, loc.transfer_syntax_uid) not in left_out else None
                     _tally(counts, code, loc, failed_uids)
                     if counts.remaining:  # the final response carries the last counts
-                        responder.pending(counts)
+                        responder.send(MOVE_PENDING, counts=counts.snapshot())
         except NetworkError as exc:
             LOG.error("C-MOVE: cannot associate with move destination %s (A702): %s", destination, exc)
             counts.failed += counts.remaining
             failed_uids.extend(loc.sop_instance_uid for loc in located[len(located) - counts.remaining:])
             counts.remaining = 0
-            responder.final(MOVE_CANNOT_PERFORM, counts=counts, failed_uids=failed_uids,
-                            comment=f"cannot associate with {destination.ae_title}")
+            responder.send(MOVE_CANNOT_PERFORM, counts=counts.snapshot(), with_remaining=False,
+                           identifier=_failed_list(failed_uids),
+                           comment=_comment(f"cannot associate with {destination.ae_title}: {exc}"))
             return counts
         if counts.failed or counts.warning:
-            responder.final(MOVE_WARNING_FAILURES, counts=counts, failed_uids=failed_uids)
+            responder.send(MOVE_WARNING_FAILURES, counts=counts.snapshot(), with_remaining=False,
+                           identifier=_failed_list(failed_uids))
         else:
-            responder.final(MOVE_SUCCESS, counts=counts)
+            responder.send(MOVE_SUCCESS, counts=counts.snapshot(), with_remaining=False)
         return counts
+
+
+def _failed_list(uids: Sequence[str]) -> Dataset:
+    """Identifier with the Failed SOP Instance UID List (0008,0058)."""
+    from pydicom import Dataset
+
+    ds = Dataset()
+    ds.FailedSOPInstanceUIDList = list(uids) if len(uids) != 1 else uids[0]
+    return ds
 
 
 def _tally(counts: _Counts, code: int | None, loc: Located, failed_uids: list[str]) -> None:
@@ -384,73 +399,6 @@ def _tally(counts: _Counts, code: int | None, loc: Located, failed_uids: list[st
     else:
         counts.failed += 1
         failed_uids.append(loc.sop_instance_uid)
-
-
-def _decode_identifier(req: C_MOVE, context: PresentationContext) -> Dataset:
-    from pynetdicom.dsutils import decode
-
-    syntax = context.transfer_syntax[0]
-    return decode(req.Identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-
-
-class _MoveResponder:
-    """Sends C-MOVE responses on the requesting association (PS3.4 C.4.2.1.6, PS3.7 9.1.4)."""
-
-    def __init__(self, assoc: Association, req: C_MOVE, context: PresentationContext) -> None:
-        self.assoc = assoc
-        self.req = req
-        self.context = context
-
-    def cancelled(self) -> bool:
-        msg_id = self.req.MessageID
-        return self.assoc.dimse.cancel_req.pop(msg_id, None) is not None
-
-    def _response(self, status: int) -> Any:
-        from pynetdicom.dimse_primitives import C_MOVE
-
-        rsp = C_MOVE()
-        rsp.MessageIDBeingRespondedTo = self.req.MessageID
-        rsp.AffectedSOPClassUID = self.req.AffectedSOPClassUID
-        rsp.Status = status
-        return rsp
-
-    def pending(self, counts: _Counts) -> None:
-        rsp = self._response(MOVE_PENDING)
-        rsp.NumberOfRemainingSuboperations = counts.remaining
-        rsp.NumberOfCompletedSuboperations = counts.completed
-        rsp.NumberOfFailedSuboperations = counts.failed
-        rsp.NumberOfWarningSuboperations = counts.warning
-        self._send(rsp)
-
-    def final(self, status: int, *, counts: _Counts | None = None, failed_uids: Sequence[str] = (),
-              comment: str = "", cancel: bool = False) -> None:
-        rsp = self._response(status)
-        if counts is not None:
-            if cancel:
-                rsp.NumberOfRemainingSuboperations = counts.remaining
-            rsp.NumberOfCompletedSuboperations = counts.completed
-            rsp.NumberOfFailedSuboperations = counts.failed
-            rsp.NumberOfWarningSuboperations = counts.warning
-        if comment:
-            rsp.ErrorComment = _comment(comment)
-        if failed_uids or status in (MOVE_WARNING_FAILURES, MOVE_CANCEL):
-            rsp.Identifier = self._failed_list(failed_uids)
-        self._send(rsp)
-
-    def _failed_list(self, uids: Sequence[str]) -> Any:
-        from io import BytesIO
-
-        from pydicom import Dataset
-        from pynetdicom.dsutils import encode
-
-        ds = Dataset()
-        ds.FailedSOPInstanceUIDList = list(uids) if len(uids) != 1 else uids[0]
-        syntax = self.context.transfer_syntax[0]
-        return BytesIO(encode(ds, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated))
-
-    def _send(self, rsp: Any) -> None:
-        if self.assoc.is_established:
-            self.assoc.dimse.send_msg(rsp, int(self.context.context_id))
 
 
 class _SubOperations:
@@ -555,67 +503,21 @@ class _SubOperations:
                 return context_id, data
         raise UnsupportedObjectError(f"{self.destination} accepted no context for {sop_class_name(loc.sop_class_uid)}")
 
-# --------------------------------------------------------------------------- acceptor hooks
-def make_request_handler(move_scp: Callable[[], MoveSCP]) -> type:
-    """Return a pynetdicom ``RequestHandler`` subclass bound to the archive's :class:`MoveSCP`."""
-    from pynetdicom.transport import RequestHandler
 
-    class ArchiveRequestHandler(RequestHandler):
-        """Creates acceptor associations: TCP_NODELAY, shared contexts, C-MOVE routed to MoveSCP."""
+# --------------------------------------------------------------------------- services
+@dataclass(frozen=True)
+class ArchiveServices:
+    """What the archive's acceptor calls: storage, find and move."""
 
-        def _create_association(self) -> Association:
-            from pynetdicom import evt
-            from pynetdicom._globals import MODE_ACCEPTOR
-            from pynetdicom.association import Association
-            from pynetdicom.transport import AssociationSocket
+    store: ArchiveStore
+    mover: MoveSCP
+    ae_title: str
 
-            set_tcp_nodelay(self.request)
-            assoc = Association(self.ae, MODE_ACCEPTOR)
-            assoc.dul._run_loop_delay = _ACCEPTOR_POLL_S
-            assoc._server = self.server
-            assoc.name = f"ArchiveAcceptor@{datetime.now():%Y%m%d%H%M%S}"
-            assoc.set_socket(AssociationSocket(assoc, client_socket=self.request))
-            assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
-            assoc.acceptor.ae_title = self.server.ae_title
-            assoc.acceptor.address_info = self.local
-            assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
-            assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
-            # negotiation only reads the supported contexts: share them (no deepcopy)
-            assoc.acceptor.supported_contexts = list(self.server.contexts)
-            assoc.requestor.address_info = self.remote
-            for event, handlers in self.server._handlers.items():
-                if event.is_intervention and handlers:
-                    assoc.bind(event, *handlers)
-                elif isinstance(event, evt.NotificationEvent):
-                    for handler in handlers:
-                        assoc.bind(event, handler[0], handler[1])
-            _route_moves(assoc, move_scp())
-            return assoc
+    def on_store(self, request: StoreRequest) -> tuple[int, str]:
+        return store_instance(request, self.store)
 
-    return ArchiveRequestHandler
+    def find(self, responder: Responder, request: QRRequest) -> None:
+        serve_find(responder, request, self.store, self.ae_title)
 
-
-def _route_moves(assoc: Association, scp: MoveSCP) -> None:
-    """Serve C-MOVE requests of the Q/R MOVE classes with *scp*; everything else as pynetdicom does."""
-    from pynetdicom.dimse_primitives import C_MOVE
-
-    builtin = assoc._serve_request
-
-    def serve_request(msg: Any, context_id: int) -> None:
-        context = assoc._accepted_cx.get(context_id)
-        if (isinstance(msg, C_MOVE) and context is not None and not assoc._sent_release
-                and str(context.abstract_syntax) in MOVE_MODELS):
-            assoc.dimse.cancel_req = {}
-            assoc._is_paused = True
-            try:
-                scp.serve(assoc, msg, context)
-            except Exception:  # noqa: BLE001 - never let a bug kill the acceptor silently
-                LOG.exception("C-MOVE SCP failed; aborting the association with %s", _peer(assoc))
-                assoc.abort()
-            finally:
-                assoc._is_paused = False
-                assoc.dimse.cancel_req = {}
-            return
-        builtin(msg, context_id)
-
-    assoc._serve_request = serve_request  # type: ignore[method-assign]
+    def move(self, responder: Responder, request: QRRequest) -> None:
+        self.mover.serve(responder, request)

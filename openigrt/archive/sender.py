@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from openigrt.config import NetworkSettings, RemoteAE
 from openigrt.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DimseTimeout, NetworkError
+from openigrt.net.acceptor import ProtocolError, command_us, parse_command
 from openigrt.net.ae import describe_reject, set_tcp_nodelay
 
 LOG = logging.getLogger("openigrt.archive")
@@ -68,12 +69,14 @@ class StoreResponse:
 
 
 # --------------------------------------------------------------------------- encoding
-def _element(tag: int, value: bytes) -> bytes:
+def element(tag: int, value: bytes) -> bytes:
+    """One Implicit VR LE element of a command set."""
     return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, len(value)) + value
 
 
-def _text(value: str, pad: bytes) -> bytes:
-    raw = value.encode("ascii")
+def text_value(value: str, pad: bytes) -> bytes:
+    """ASCII text padded to even length (UI with NUL, AE/LO with space)."""
+    raw = value.encode("ascii", "replace")
     return raw + pad if len(raw) % 2 else raw
 
 
@@ -85,38 +88,17 @@ def encode_c_store_rq(*, message_id: int, sop_class_uid: str, sop_instance_uid: 
     >>> parse_command(cmd)[0x00000100], parse_command(cmd)[0x00000800]
     (b'\\x01\\x00', b'\\x00\\x00')
     """
-    body = _element(0x00000002, _text(sop_class_uid, b"\x00"))
-    body += _element(0x00000100, struct.pack("<H", _C_STORE_RQ))
-    body += _element(0x00000110, struct.pack("<H", message_id & 0xFFFF))
-    body += _element(0x00000700, struct.pack("<H", priority))
-    body += _element(0x00000800, struct.pack("<H", _DATASET_PRESENT))
-    body += _element(0x00001000, _text(sop_instance_uid, b"\x00"))
+    body = element(0x00000002, text_value(sop_class_uid, b"\x00"))
+    body += element(0x00000100, struct.pack("<H", _C_STORE_RQ))
+    body += element(0x00000110, struct.pack("<H", message_id & 0xFFFF))
+    body += element(0x00000700, struct.pack("<H", priority))
+    body += element(0x00000800, struct.pack("<H", _DATASET_PRESENT))
+    body += element(0x00001000, text_value(sop_instance_uid, b"\x00"))
     if move_originator:
-        body += _element(0x00001030, _text(move_originator.strip(), b" "))
+        body += element(0x00001030, text_value(move_originator.strip(), b" "))
     if move_originator_message_id is not None:
-        body += _element(0x00001031, struct.pack("<H", move_originator_message_id & 0xFFFF))
-    return _element(0x00000000, struct.pack("<L", len(body))) + body
-
-
-def parse_command(data: bytes) -> dict[int, bytes]:
-    """Parse an Implicit VR LE command set into ``{tag: raw value}`` (raises ValueError when malformed)."""
-    out: dict[int, bytes] = {}
-    pos, end = 0, len(data)
-    while pos + 8 <= end:
-        group, elem, length = struct.unpack_from("<HHL", data, pos)
-        pos += 8
-        if pos + length > end:
-            raise ValueError("truncated command set")
-        out[(group << 16) | elem] = bytes(data[pos:pos + length])
-        pos += length
-    if pos != end:
-        raise ValueError("trailing bytes after the command set")
-    return out
-
-
-def _us(cmd: dict[int, bytes], tag: int) -> int | None:
-    raw = cmd.get(tag)
-    return struct.unpack("<H", raw[:2])[0] if raw is not None and len(raw) >= 2 else None
+        body += element(0x00001031, struct.pack("<H", move_originator_message_id & 0xFFFF))
+    return element(0x00000000, struct.pack("<L", len(body))) + body
 
 
 def _pdu(pdu_type: int, body: bytes) -> bytes:
@@ -125,6 +107,22 @@ def _pdu(pdu_type: int, body: bytes) -> bytes:
 
 def _pdv_header(length: int, context_id: int, control: int) -> bytes:
     return struct.pack(">LBB", length + 2, context_id, control)
+
+
+def encode_p_data(context_id: int, command: bytes, data: bytes | None, *, max_pdu: int) -> bytes:
+    """P-DATA-TF PDUs of one DIMSE message: the command set, then the data set fragmented so that no
+    PDU exceeds *max_pdu* (the peer's maximum length; 0 = unlimited, sent in 1 MiB PDUs).
+    """
+    fragment = max((max_pdu or _UNLIMITED_SEND) - 6, 1)
+    parts = [_pdu(_P_DATA_TF, _pdv_header(len(command), context_id, 0x03) + command)]
+    if data:
+        view = memoryview(data)
+        for start in range(0, len(data), fragment):
+            chunk = view[start:start + fragment]
+            control = 0x02 if start + fragment >= len(data) else 0x00
+            parts.append(struct.pack(">BBL", _P_DATA_TF, 0, len(chunk) + 6) + _pdv_header(len(chunk), context_id, control))
+            parts.append(chunk)
+    return b"".join(parts)
 
 
 def _associate_rq(*, calling: str, called: str, contexts: Sequence[tuple[str, Sequence[str]]],
@@ -322,20 +320,9 @@ class StoreAssociation:
             raise
 
     def _send_message(self, context_id: int, command: bytes, data: bytes) -> None:
-        sock = self._sock
-        assert sock is not None
-        max_pdu = self.peer_max_pdu or _UNLIMITED_SEND
-        fragment = max(max_pdu - 6, 1)
-        parts = [_pdu(_P_DATA_TF, _pdv_header(len(command), context_id, 0x03) + command)]
-        view = memoryview(data)
-        for start in range(0, len(data), fragment):
-            chunk = view[start:start + fragment]
-            control = 0x02 if start + fragment >= len(data) else 0x00
-            header = struct.pack(">BBL", _P_DATA_TF, 0, len(chunk) + 6) + _pdv_header(len(chunk), context_id, control)
-            parts.append(header)
-            parts.append(chunk)
+        assert self._sock is not None
         try:
-            sock.sendall(b"".join(parts))
+            self._sock.sendall(encode_p_data(context_id, command, data, max_pdu=self.peer_max_pdu))
         except OSError as exc:
             raise AssociationAborted(f"connection to {self.remote} lost while sending ({exc.strerror or exc})") from None
 
@@ -355,13 +342,13 @@ class StoreAssociation:
                 break
         try:
             cmd = parse_command(bytes(command))
-        except ValueError as exc:
+        except (ValueError, ProtocolError) as exc:
             raise AssociationAborted(f"{self.remote} sent an undecodable C-STORE response ({exc})") from None
-        if _us(cmd, 0x00000100) != _C_STORE_RSP or _us(cmd, 0x00000120) != message_id:
+        if command_us(cmd, 0x00000100) != _C_STORE_RSP or command_us(cmd, 0x00000120) != message_id:
             raise AssociationAborted(f"{self.remote} answered with an unexpected command "
-                                     f"(field 0x{_us(cmd, 0x00000100) or 0:04X}) for {sop_instance_uid}")
-        status = _us(cmd, 0x00000900)
-        if status is None:
+                                     f"(field 0x{command_us(cmd, 0x00000100) or 0:04X}) for {sop_instance_uid}")
+        status = command_us(cmd, 0x00000900)
+        if status < 0:
             raise AssociationAborted(f"{self.remote} sent a C-STORE response without a Status")
         comment = cmd.get(0x00000902, b"").decode("ascii", "replace").strip("\x00 ")
         return StoreResponse(status, comment)

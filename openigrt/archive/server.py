@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Final
 from openigrt.archive.destinations import DESTINATIONS_FILE, MoveDestinations
 from openigrt.archive.model import Model
 from openigrt.archive.query import Operation, build_identifier, parse_identifier
-from openigrt.archive.scp import MoveSCP, acceptor_contexts, handle_find, handle_store, iter_find_matches, make_request_handler
+from openigrt.archive.scp import ArchiveServices, MoveSCP, iter_find_matches, supported_contexts
 from openigrt.archive.store import ArchiveStore, Identity, ImportReport, ImportResult
 from openigrt.config import RemoteAE, Settings
 from openigrt.errors import ConfigError, NetworkError
-from openigrt.net.ae import make_ae
+from openigrt.net.scp import Rejection
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
@@ -69,7 +69,6 @@ class EmbeddedArchive:
         self.store = ArchiveStore(directory, identity=Identity(net.implementation_class_uid,
                                                                net.implementation_version_name))
         self.destinations = MoveDestinations(destinations, toml_path=self.store.directory / DESTINATIONS_FILE)
-        self._ae: Any = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -99,46 +98,52 @@ class EmbeddedArchive:
         """Start listening; returns self. Raises NetworkError when the port cannot be bound."""
         if self.running:
             return self
-        from pynetdicom import evt
-        from pynetdicom.transport import ThreadedAssociationServer
+        from openigrt.archive.acceptor import ArchiveServer
+        from openigrt.net.acceptor import AcceptorConfig
 
-        ae = make_ae(self.settings, ae_title=self.ae_title)
-        ae.require_called_aet = True
-        ae.maximum_associations = _MAX_ACCEPTED
-        move = MoveSCP(store=self.store, destinations=self.destinations, ae_title=self.ae_title,
-                       settings=self.settings)
-        handlers = [
-            (evt.EVT_C_STORE, handle_store, [self.store]),
-            (evt.EVT_C_FIND, handle_find, [self.store, self.ae_title]),
-            (evt.EVT_ACCEPTED, _log_event, ["accepted"]),
-            (evt.EVT_REJECTED, _log_event, ["rejected"]),
-            (evt.EVT_ABORTED, _log_event, ["aborted"]),
-        ]
+        net = self.settings.network
+        mover = MoveSCP(store=self.store, destinations=self.destinations, ae_title=self.ae_title, settings=self.settings)
+        services = ArchiveServices(self.store, mover, self.ae_title)
+        config = AcceptorConfig(
+            ae_title=self.ae_title, supported=supported_contexts(), check_access=self._check_access,
+            on_store=services.on_store, implementation_class_uid=net.implementation_class_uid,
+            implementation_version_name=net.implementation_version_name, max_pdu_receive=net.max_pdu_receive,
+            acse_timeout=net.acse_timeout, network_timeout=net.network_timeout, max_associations=_MAX_ACCEPTED)
         try:
-            server = ae.make_server((self.bind_address, self._requested_port), ae_title=self.ae_title,
-                                    contexts=acceptor_contexts(), evt_handlers=handlers,
-                                    server_class=ThreadedAssociationServer,
-                                    request_handler=make_request_handler(lambda: move))
+            server = ArchiveServer((self.bind_address, self._requested_port), config, services)
         except OSError as exc:
             raise NetworkError(f"archive {self.ae_title}: cannot listen on {self.bind_address}:"
                                f"{self._requested_port} ({exc.strerror or exc})") from None
-        ae._servers.append(server)  # so AE.shutdown() stops it
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL},
                                   name=f"archive-{self.ae_title}", daemon=True)
+        self._server, self._thread = server, thread
         thread.start()
-        self._ae, self._server, self._thread = ae, server, thread
         LOG.info("archive %s listening on %s:%d (%d instances in %s); move destinations: %s", self.ae_title,
                  self.bind_address, self.port, self.store.index.summary().instances, self.directory,
                  ", ".join(str(d) for d in self.destinations.all()) or "none")
         return self
 
+    def _check_access(self, called: str, calling: str, address: str) -> Rejection | None:
+        """Accept any calling AE; the Called AE Title must be ours (PS3.8 A-ASSOCIATE-RJ 1/1/7)."""
+        if called.strip() != self.ae_title:
+            return Rejection(1, 1, 7, f"called AE title {called.strip()!r} is not ours ({self.ae_title!r})")
+        LOG.info("association from %s@%s", calling.strip(), address)
+        return None
+
     def stop(self) -> None:
-        """Stop listening, abort open associations and close the index."""
-        if self._ae is not None:
-            self._ae.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._ae = self._server = self._thread = None
+        """Stop listening and abort open associations."""
+        server, self._server = self._server, None
+        thread, self._thread = self._thread, None
+        if server is not None:
+            server.shutdown()
+            server.abort_all()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def sockets(self) -> list[Any]:
+        """Sockets of the associations being served (tests read their options)."""
+        return self._server.sockets() if self._server is not None else []
 
     def close(self) -> None:
         """Stop and close the index."""
@@ -184,12 +189,6 @@ class EmbeddedArchive:
         q = parse_identifier(identifier, model=model, operation=Operation.FIND)
         return [build_identifier(q, row, file_ds, retrieve_ae_title=self.ae_title)
                 for row, file_ds in iter_find_matches(self.store, q)]
-
-
-def _log_event(event: Any, what: str) -> None:
-    assoc = event.assoc
-    LOG.info("association %s: %s@%s:%s", what, assoc.requestor.ae_title, assoc.requestor.address,
-             assoc.requestor.port)
 
 
 def parse_destination_options(values: Iterable[str]) -> list[RemoteAE]:

@@ -30,7 +30,7 @@ from pynetdicom.sop_class import (
 
 from openigrt.archive.server import EmbeddedArchive
 from openigrt.config import RemoteAE
-from openigrt.net.ae import nodelay_handler, socket_nodelay
+from openigrt.net.ae import nodelay_handler
 from openigrt.net.dimse import ResponseTap, reactor_paused, send_request
 from tests.archive.content import ECLIPSE, ECLIPSE_RP, Series, ct_dataset, ct_series, save, uid
 from tests.archive.receiver import EXPLICIT, IMPLICIT, MPEG2, Receiver
@@ -272,7 +272,7 @@ def test_sub_operation_and_acceptor_sockets_set_tcp_nodelay(archive: EmbeddedArc
         return original(self, *args, **kwargs)
 
     def check(event: Any) -> None:
-        acceptors.extend(socket_nodelay(a) for a in archive._ae.active_associations if a.is_acceptor)
+        acceptors.extend(bool(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) for s in archive.sockets())
 
     monkeypatch.setattr(StoreAssociation, "c_store", c_store)
     with Receiver(on_store=check) as rx:
@@ -398,23 +398,40 @@ def test_find_sequence_key_gives_ff01(archive: EmbeddedArchive, series: Series) 
     assert [int(s.Status) for s, _ in rsps] == [0xFF01, 0x0000]
 
 
-def test_find_cancel_handler_answers_fe00(archive: EmbeddedArchive) -> None:
-    from openigrt.archive.scp import handle_find
+def test_find_cancel_answers_fe00(archive: EmbeddedArchive) -> None:
+    from openigrt.archive.scp import QRRequest, serve_find
 
-    class FakeEvent:
+    class Responder:
         def __init__(self) -> None:
-            self.request = type("R", (), {"AffectedSOPClassUID": FIND})()
-            self.assoc = type("A", (), {"requestor": type("U", (), {"ae_title": "X", "address": "127.0.0.1"})()})()
-            self.identifier = _ident("IMAGE", SOPInstanceUID="")
-            self.calls = 0
+            self.sent: list[int] = []
 
-        @property
-        def is_cancelled(self) -> bool:
-            self.calls += 1
-            return self.calls > 1
+        def send(self, status: int, **kwargs: Any) -> None:
+            self.sent.append(status)
 
-    out = list(handle_find(FakeEvent(), archive.store, "ARCHIVE"))
-    assert [s if isinstance(s, int) else int(s.Status) for s, _ in out] == [0xFF00, 0xFE00]
+        def cancelled(self) -> bool:  # the C-CANCEL arrives after the first match
+            return len(self.sent) >= 1
+
+    rsp = Responder()
+    serve_find(rsp, QRRequest(FIND, 1, _ident("IMAGE", SOPInstanceUID=""), "", "X", "127.0.0.1"), archive.store,
+               "ARCHIVE")
+    assert rsp.sent == [0xFF00, 0xFE00]
+
+
+def test_find_cancel_over_the_wire(archive: EmbeddedArchive, tmp_path: Path) -> None:
+    many = ct_series(tmp_path / "many", patient_id="PAT8", patient_name="MANY", n=40, series_number=8)
+    archive.import_paths(many.paths)
+    assoc = _scu(archive, FIND)
+    try:
+        statuses = []
+        ident = _ident("IMAGE", SeriesInstanceUID=many.series_uid, SOPInstanceUID="", RescaleSlope="")
+        for status, _ in assoc.send_c_find(ident, FIND, msg_id=5):
+            statuses.append(int(status.Status))
+            if len(statuses) == 1:
+                assoc.send_c_cancel(5, assoc.accepted_contexts[0].context_id)
+    finally:
+        assoc.release()
+    # non-indexed key: each match reads its file, so the cancel lands long before match 40
+    assert statuses[-1] == 0xFE00 and 1 <= len(statuses) - 1 < 40
 
 
 def test_query_helper_and_destinations_file(archive: EmbeddedArchive, series: Series) -> None:
