@@ -78,15 +78,17 @@ def _log_requests() -> None:
     """
     import sys
 
-    log = logging.getLogger("openigrt.archive")
     root_handlers = logging.getLogger().handlers
-    if root_handlers and root_handlers[0].level > logging.INFO:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler.setLevel(logging.INFO)
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(logging.INFO)
+    quiet_root = bool(root_handlers) and root_handlers[0].level > logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    for name in ("openigrt.archive", "openigrt.net.acceptor"):  # requests; C-ECHO and rejections
+        log = logging.getLogger(name)
+        log.setLevel(logging.INFO)
+        if quiet_root:
+            log.addHandler(handler)
+            log.propagate = False
 
 
 @archive_group.command("import")

@@ -217,7 +217,9 @@ def test_index_survives_restart(tmp_path: Path, content: Content, receiver: Peer
     finally:
         code = first.stop(sig=signal.SIGTERM)
     assert code == 0, first.log()
-    assert "stopped" in first.log()
+    log = first.log()
+    assert "stopped" in log
+    assert log.count("C-STORE from STORESCU@127.0.0.1") == len(content.phantom.paths)  # one line per request
     second = start_archive_process(tmp_path, directory, destinations=[f"STORESCP@{LOOPBACK}:{receiver.port}"])
     try:
         reply = findscu(second.port, ["QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={content.phantom.study_uid}",
