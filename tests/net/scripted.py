@@ -114,6 +114,7 @@ class ScriptedQRSCP:
     ae_title: str = "SCRIPTEDQR"
     strict: bool = True
     find_delay: float = 0.0
+    move_delay: float = 0.0
     move_status: int | None = None
     destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
     requests: list[Dataset] = field(default_factory=list)
@@ -170,11 +171,13 @@ class ScriptedQRSCP:
     def _on_move(self, event: Any) -> Iterator[Any]:
         ident = event.identifier
         self.requests.append(ident)
+        time.sleep(self.move_delay)
         if event.move_destination not in self.destinations:
             yield None, None  # unknown destination: pynetdicom answers A801
             return
         yield self.destinations[event.move_destination]
         if self.move_status is not None:
+            yield 1
             yield self.move_status, None
             return
         found = self._matches(ident)
