@@ -3,9 +3,11 @@
 One denormalised table ``instance`` keyed by SOP Instance UID, with indexes on the Patient ID,
 Study, Series Instance UIDs; the columns are derived from
 :data:`~openigrt.archive.model.ATTRIBUTES`. PATIENT, STUDY and SERIES entities are the
-``GROUP BY`` of their unique key. The database runs in WAL mode with ``synchronous=FULL``, so a
-committed row survives a crash, and several processes (``archive serve`` and ``archive
-import``) may use it at once. Storing an instance again (same SOP Instance UID) replaces its row:
+``GROUP BY`` of their unique key. The database runs in WAL mode with ``synchronous=NORMAL``:
+it stays consistent after any crash, and a commit lost to a power failure is restored by
+:meth:`~openigrt.archive.store.ArchiveStore.reconcile` (the Part 10 files, written durably
+first, are the truth). Several processes (``archive serve`` and ``archive import``) may use it
+at once. Storing an instance again (same SOP Instance UID) replaces its row:
 there are never duplicate rows.
 
 The schema version is kept in ``PRAGMA user_version``; an index written by a newer version is
@@ -233,7 +235,7 @@ class ArchiveIndex:
         c = self._conn
         c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         c.execute("PRAGMA journal_mode = WAL")
-        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA synchronous = NORMAL")  # WAL: consistent after any crash; reconcile() covers power loss
         version = c.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise CacheError(f"archive index {self.db_path} has schema version {version}, newer than this "
@@ -315,6 +317,11 @@ class ArchiveIndex:
         with self._cursor(f"reading {sop_instance_uid}") as c:
             r = c.execute("SELECT * FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,)).fetchone()
         return dict(r) if r else None
+
+    def paths(self) -> dict[str, str]:
+        """Relative file path -> SOP Instance UID of every row."""
+        with self._cursor("listing paths") as c:
+            return {r[0]: r[1] for r in c.execute("SELECT path, sop_instance_uid FROM instance").fetchall()}
 
     def instances(self) -> list[dict[str, Any]]:
         """Every row, in hierarchical order."""

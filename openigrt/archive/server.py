@@ -101,6 +101,7 @@ class EmbeddedArchive:
         from openigrt.archive.acceptor import ArchiveServer
         from openigrt.net.acceptor import AcceptorConfig
 
+        self.store.reconcile()
         net = self.settings.network
         mover = MoveSCP(store=self.store, destinations=self.destinations, ae_title=self.ae_title, settings=self.settings)
         services = ArchiveServices(self.store, mover, self.ae_title)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -94,6 +95,39 @@ class ImportReport:
     @property
     def skipped(self) -> tuple[ImportResult, ...]:
         return tuple(r for r in self.results if r.status == "skipped")
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What :meth:`ArchiveStore.reconcile` changed."""
+
+    indexed: int
+    dropped: int
+    temp_removed: int
+
+
+#: Temporary names of :func:`openigrt.net.cache.atomic_write`: ``.<name>.<pid>.<hex>.tmp``.
+_TMP_RE: Final = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _record(header: Dataset, values: dict[str, str], *, syntax: str, relative: str, offset: int,
+            size: int) -> InstanceRecord:
+    charset = header.get("SpecificCharacterSet", "")
+    if isinstance(charset, list | tuple) or type(charset).__name__ == "MultiValue":
+        charset = "\\".join(charset)
+    return InstanceRecord(values=values, transfer_syntax_uid=syntax, path=relative, dataset_offset=offset,
+                          size_bytes=size, stored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          specific_character_set=str(charset or ""))
 
 
 # --------------------------------------------------------------------------- header
@@ -221,18 +255,64 @@ class ArchiveStore:
         target = self.absolute(relative)
         ensure_dir(target.parent)
         size = atomic_write(target, [meta, dataset_bytes])
-        charset = header.get("SpecificCharacterSet", "")
-        record = InstanceRecord(
-            values=values, transfer_syntax_uid=transfer_syntax_uid, path=relative, dataset_offset=len(meta),
-            size_bytes=size,
-            stored_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            specific_character_set="\\".join(charset) if isinstance(charset, list | tuple) or
-            type(charset).__name__ == "MultiValue" else str(charset or ""),
-        )
+        record = _record(header, values, syntax=transfer_syntax_uid, relative=relative, offset=len(meta), size=size)
         previous = self.index.upsert(record)
         if previous and previous != relative:  # indexed elsewhere by an older layout
             self.absolute(previous).unlink(missing_ok=True)
         return StoreOutcome(record, replaced=previous is not None)
+
+    # ------------------------------------------------------------------ consistency
+    def reconcile(self) -> ReconcileReport:
+        """Make the index agree with the files (the files are the truth); remove dead temporary files.
+
+        A file without a row (e.g. a crash between the file's rename and the index commit, or a
+        lost WAL commit after a power failure) is indexed; a row whose file is gone is dropped;
+        ``.*.<pid>.<hex>.tmp`` files of processes that no longer run are deleted. Cheap when
+        everything agrees (one directory walk, one index scan).
+        """
+        on_disk, temp_removed = self._scan_objects()
+        rows = self.index.paths()
+        indexed = dropped = 0
+        for relative in sorted(on_disk - set(rows)):
+            try:
+                self._index_existing(relative)
+                indexed += 1
+            except (DicomInputError, OSError) as exc:
+                LOG.warning("archive %s: %s is not an archivable instance, left unindexed: %s",
+                            self.directory, relative, exc)
+        for relative in sorted(set(rows) - on_disk):
+            self.index.delete(rows[relative])
+            dropped += 1
+        report = ReconcileReport(indexed, dropped, temp_removed)
+        if indexed or dropped or temp_removed:
+            LOG.warning("archive %s: index reconciled with the files: %s", self.directory, report)
+        return report
+
+    def _scan_objects(self) -> tuple[set[str], int]:
+        on_disk: set[str] = set()
+        removed = 0
+        root = self.directory / OBJECTS_DIR
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                m = _TMP_RE.match(name)
+                if m:
+                    if not _pid_alive(int(m.group(1))):
+                        Path(dirpath, name).unlink(missing_ok=True)
+                        removed += 1
+                elif name.endswith(".dcm"):
+                    on_disk.add(Path(dirpath, name).relative_to(self.directory).as_posix())
+        return on_disk, removed
+
+    def _index_existing(self, relative: str) -> None:
+        raw = self.absolute(relative).read_bytes()
+        split = split_part10(raw, name=relative)
+        header = read_index_header(raw[split.dataset_offset:], transfer_syntax_uid=split.transfer_syntax_uid)
+        check_instance(header)
+        values = values_from_dataset(header)
+        if relative != self.relative_path(values["SOPInstanceUID"]):
+            raise DicomInputError(f"its SOP Instance UID {values['SOPInstanceUID']} does not match its file name")
+        self.index.upsert(_record(header, values, syntax=split.transfer_syntax_uid, relative=relative,
+                                  offset=split.dataset_offset, size=len(raw)))
 
     # ------------------------------------------------------------------ reading
     def read(self, relative: str, *, stop_before_pixels: bool = False) -> Dataset:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,24 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "notes.txt: not a DICOM file" in captured.err and "imported 0 instance(s)" in captured.out
     assert main(["archive", "serve", "--dir", str(tmp_path / "a"), "--destination", "bad-destination"]) == 2
     assert "--destination[0]" in capsys.readouterr().err
+
+
+def test_reconcile_makes_the_index_agree_with_the_files(tmp_path: Path) -> None:
+    store = ArchiveStore(tmp_path / "a")
+    series = ct_series(tmp_path / "ct", patient_id="R", patient_name="RE^CON", n=3)
+    store.import_paths(series.paths)
+    # a crash after a file's rename but before its index commit: the row is missing
+    assert store.index.delete(series.sop_uids[0])
+    # a file deleted behind the archive's back: its row is stale
+    store.absolute(store.relative_path(series.sop_uids[1])).unlink()
+    # a temporary file of a process that no longer exists, and one of a live process (ours)
+    dead = store.directory / "objects" / "00" / ".x.dcm.999999999.abcd.tmp"
+    dead.parent.mkdir(parents=True, exist_ok=True)
+    dead.write_bytes(b"partial")
+    live = store.directory / "objects" / "00" / f".y.dcm.{os.getpid()}.abcd.tmp"
+    live.write_bytes(b"partial")
+    report = store.reconcile()
+    assert (report.indexed, report.dropped, report.temp_removed) == (1, 1, 1)
+    assert sorted(store.index.paths().values()) == sorted([series.sop_uids[0], series.sop_uids[2]])
+    assert not dead.exists() and live.exists()
+    assert store.reconcile() == type(report)(0, 0, 0)
