@@ -32,11 +32,13 @@ def _looks_like_dicom(path: Path) -> bool:
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given, plus the DICOM files (``DICM`` prefix) found recursively in directories, sorted."""
+    """Files as given, plus the files found recursively in directories that have the ``DICM`` prefix or a
+    ``.dcm`` name (so a broken ``.dcm`` file is reported, not silently skipped), sorted."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and _looks_like_dicom(f)))
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file()
+                              and (f.suffix.lower() == ".dcm" or _looks_like_dicom(f))))
         else:
             out.append(p)
     return out
