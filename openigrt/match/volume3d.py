@@ -109,41 +109,19 @@ def _grid_of(img: Any) -> _Grid:
 
 
 def _smooth_resample(img: Any, target_mm: float) -> Any:
-    """Anti-aliased resampling of *img* to voxels of ``max(native, target_mm)`` per axis."""
+    """Downsample *img* towards voxels of ``target_mm`` by block averaging (``BinShrink``).
+
+    The shrink factor per axis is ``round(target / spacing)`` (at least 1), so the level spacing
+    is close to, not exactly, the target; block averaging is the anti-aliasing filter.
+    """
     import SimpleITK as sitk
 
     sp = np.asarray(img.GetSpacing(), float)
-    new = np.maximum(sp, target_mm)
-    sigma = 0.5 * np.sqrt(np.maximum(new**2 - sp**2, 0.0))
-    out = img
-    for axis, s in enumerate(sigma):
-        if s > 0.25 * sp[axis]:
-            out = sitk.RecursiveGaussian(out, float(s), False, sitk.RecursiveGaussianImageFilter.ZeroOrder, axis)
-    if np.allclose(new, sp):
-        return sitk.Cast(out, sitk.sitkFloat32)
-    size = np.maximum(np.floor(np.asarray(img.GetSize()) * sp / new).astype(int), 1)
-    d = np.asarray(img.GetDirection(), float).reshape(3, 3)
-    origin = np.asarray(img.GetOrigin(), float) + d @ ((new - sp) / 2.0)
-    out = sitk.Cast(out, sitk.sitkFloat32)
-    return sitk.Resample(out, [int(v) for v in size], sitk.Transform(), sitk.sitkLinear, tuple(origin),
-                         tuple(float(v) for v in new), img.GetDirection(), 0.0, sitk.sitkFloat32)
-
-
-def _highpass(img: Any, mask: Any | None, sigma_mm: float | None) -> Any:
-    """``img − G_sigma * img`` (normalised convolution inside *mask* when given)."""
-    import SimpleITK as sitk
-
-    if not sigma_mm:
-        return img
-    f32 = sitk.sitkFloat32
-    img = sitk.Cast(img, f32)
-    if mask is None:
-        return img - sitk.Cast(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm)), f32)
-    mask = sitk.Cast(mask, f32)
-    num = sitk.Cast(sitk.SmoothingRecursiveGaussian(img * mask, float(sigma_mm)), f32)
-    den = sitk.Cast(sitk.SmoothingRecursiveGaussian(mask, float(sigma_mm)), f32)
-    den = sitk.Cast(sitk.Maximum(den, 1e-3), f32)
-    return (img - sitk.Divide(num, den)) * mask
+    factors = [int(max(1, round(target_mm / v))) for v in sp]
+    out = sitk.Cast(img, sitk.sitkFloat32)
+    if max(factors) == 1:
+        return out
+    return sitk.BinShrink(out, factors)
 
 
 def field_of_view_mask(verification: Volume, *, erode_voxels: int = 2) -> NDArray[np.bool_]:
@@ -212,21 +190,69 @@ class _Level:
     moving_grad: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]
 
 
-def _prepare_level(ref_img: Any, ver_img: Any, ver_mask_img: Any, spacing: float, highpass_mm: float | None,
-                   roi_fn: Any, s: NDArray[np.float64], max_samples: int) -> _Level:
+@dataclass(frozen=True, eq=False)
+class _Pyramid:
+    """High-passed level images (fine → coarse built incrementally) and the CBCT masks."""
+
+    fixed: dict[float, Any]
+    fixed_mask: dict[float, Any]
+    moving: dict[float, Any]
+
+
+def _lowpass_on_coarse(img: Any, mask: Any | None, sigma_mm: float) -> Any:
+    """Normalised Gaussian low-pass of *img* (inside *mask*) computed on its own (coarse) grid."""
     import SimpleITK as sitk
 
-    f_img = _smooth_resample(ver_img, spacing)
-    m_img = _smooth_resample(ref_img, spacing)
-    fm_img = sitk.Resample(ver_mask_img, f_img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    fm_img = sitk.BinaryThreshold(fm_img, 0.999, 2.0, 1, 0)
-    fm_img = sitk.Cast(fm_img, sitk.sitkFloat32)
-    f_img = _highpass(f_img, fm_img, highpass_mm)
-    m_img = _highpass(m_img, None, highpass_mm)
+    f32 = sitk.sitkFloat32
+    if mask is None:
+        return sitk.Cast(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm)), f32)
+    num = sitk.Cast(sitk.SmoothingRecursiveGaussian(img * mask, float(sigma_mm)), f32)
+    den = sitk.Cast(sitk.Maximum(sitk.Cast(sitk.SmoothingRecursiveGaussian(mask, float(sigma_mm)), f32), 1e-3), f32)
+    return sitk.Divide(num, den)
+
+
+def _build_pyramid(ref_img: Any, ver_img: Any, mask_img: Any, levels_mm: tuple[float, ...],
+                   highpass_mm: float | None) -> _Pyramid:
+    """Smooth/resample every level from the next finer one; subtract a low-pass computed once on the
+    coarsest level (HU offset, cupping and shading are far smoother than that grid)."""
+    import SimpleITK as sitk
+
+    fine_to_coarse = sorted(set(levels_mm))
+    f_lv, m_lv, fm_lv = {}, {}, {}
+    f_prev, m_prev, fm_prev = ver_img, ref_img, mask_img
+    for sp in fine_to_coarse:
+        f_prev = _smooth_resample(f_prev, sp)
+        m_prev = _smooth_resample(m_prev, sp)
+        fm_prev = _smooth_resample(fm_prev, sp)  # share of valid voxels in each block
+        f_lv[sp], m_lv[sp] = f_prev, m_prev
+        fm_lv[sp] = sitk.Cast(sitk.BinaryThreshold(fm_prev, 0.999, 2.0, 1, 0), sitk.sitkFloat32)
+        fm_prev = fm_lv[sp]
+    if highpass_mm:
+        top = fine_to_coarse[-1]
+        low_f = _lowpass_on_coarse(f_lv[top], fm_lv[top], highpass_mm)
+        low_m = _lowpass_on_coarse(m_lv[top], None, highpass_mm)
+        for sp in fine_to_coarse:
+            lf = sitk.Resample(low_f, f_lv[sp], sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            lm = sitk.Resample(low_m, m_lv[sp], sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            f_lv[sp] = (f_lv[sp] - lf) * fm_lv[sp]
+            m_lv[sp] = m_lv[sp] - lm
+    return _Pyramid(f_lv, fm_lv, m_lv)
+
+
+def _prepare_level(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.float64], max_samples: int) -> _Level:
+    import SimpleITK as sitk
+
+    f_img, fm_img, m_img = pyr.fixed[spacing], pyr.fixed_mask[spacing], pyr.moving[spacing]
     f_grid, m_grid = _grid_of(f_img), _grid_of(m_img)
     fmask = sitk.GetArrayViewFromImage(fm_img) > 0.5
-    pts = f_grid.points_mm(fmask)
-    vals = f_grid.array[fmask].astype(np.float64)
+    flat = np.flatnonzero(fmask)
+    if roi_fn is not None and len(flat) > 4 * max_samples:  # regular subset first (speed)
+        flat = flat[:: len(flat) // (4 * max_samples)]
+    elif roi_fn is None and len(flat) > max_samples:
+        flat = flat[:: int(np.ceil(len(flat) / max_samples))]
+    kji = np.column_stack(np.unravel_index(flat, fmask.shape)).astype(np.float64)
+    pts = kji[:, ::-1] @ f_grid.affine.T + f_grid.origin
+    vals = f_grid.array.ravel()[flat].astype(np.float64)
     if roi_fn is not None and len(pts):
         keep = roi_fn(pts @ s[:3, :3].T + s[:3, 3])
         pts, vals = pts[keep], vals[keep]
@@ -240,37 +266,32 @@ def _prepare_level(ref_img: Any, ver_img: Any, ver_mask_img: Any, spacing: float
 def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterations: int,
                   rot_tol_rad: float) -> tuple[NDArray[np.float64], int, bool, float, float]:
     """Minimise over S on one level. Returns (S, iterations, converged, ncc, valid fraction)."""
-    from openigrt.match._kernels import sample_value_and_gradient
+    from openigrt.match._kernels import gauss_newton_sums
 
     q = level.fixed_points
-    a_inv_t = level.moving.affine_inv.T
+    a_inv = level.moving.affine_inv
+    origin = level.moving.origin
     step_tol = STEP_TOLERANCE_FRACTION * level.spacing_mm
+    q_mean = q.mean(axis=0)
     converged = False
     it = 0
+    six = dof == 6
     for it in range(1, max_iterations + 1):
-        p = q @ s[:3, :3].T + s[:3, 3]
-        val, g_kji, valid = sample_value_and_gradient(level.moving.array, level.moving_grad, level.moving.to_kji(p))
-        if valid.sum() < 100:
+        c = s[:3, :3] @ q_mean + s[:3, 3]
+        h, g, st = gauss_newton_sums(level.moving.array, level.moving_grad, q, level.fixed_values, s, a_inv, origin,
+                                     c, six)
+        if st["n"] < 100:
             raise RegistrationError("3D/3D: no overlap between the images at the current estimate")
-        pv, mv, fv = p[valid], val[valid], level.fixed_values[valid]
-        g = g_kji[valid][:, ::-1] @ a_inv_t.T  # d M / d p (patient mm)
-        c = pv.mean(axis=0)
-        cols = [mv, np.ones_like(mv)]
-        if dof == 6:
-            cols += list(np.cross(pv - c, g).T)
-        cols += list(g.T)
-        x = np.column_stack(cols)
-        scale = np.sqrt((x * x).mean(axis=0)) + 1e-12
-        xs = x / scale
-        h = xs.T @ xs
-        h[np.diag_indices_from(h)] *= 1.0 + 1e-6
-        beta = np.linalg.solve(h, xs.T @ fv) / scale
+        scale = np.sqrt(np.maximum(np.diag(h), 1e-30))
+        hs = h / np.outer(scale, scale)
+        hs[np.diag_indices_from(hs)] *= 1.0 + 1e-6
+        beta = np.linalg.solve(hs, g / scale) / scale
         gain = beta[0]
         if abs(gain) < 1e-9:
             raise RegistrationError("3D/3D: images do not correlate (intensity gain fitted as zero)")
         d = beta[2:] / gain
-        omega = d[:3] if dof == 6 else np.zeros(3)
-        tau = d[3:] if dof == 6 else d
+        omega = d[:3] if six else np.zeros(3)
+        tau = d[3:] if six else d
         tn = float(np.linalg.norm(tau))
         if tn > 2 * level.spacing_mm:
             tau = tau * (2 * level.spacing_mm / tn)
@@ -281,10 +302,13 @@ def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterat
         if tn < step_tol and on < rot_tol_rad:
             converged = True
             break
-    p = q @ s[:3, :3].T + s[:3, 3]
-    val, _, valid = sample_value_and_gradient(level.moving.array, level.moving_grad, level.moving.to_kji(p))
-    ncc = float(np.corrcoef(val[valid], level.fixed_values[valid])[0, 1]) if valid.sum() > 10 else -1.0
-    return s, it, converged, ncc, float(valid.mean())
+    c = s[:3, :3] @ q_mean + s[:3, 3]
+    _, _, st = gauss_newton_sums(level.moving.array, level.moving_grad, q, level.fixed_values, s, a_inv, origin, c, six)
+    n = max(st["n"], 1.0)
+    var_m = st["smm"] - st["sm"] ** 2 / n
+    var_f = st["sff"] - st["sf"] ** 2 / n
+    ncc = (st["smf"] - st["sm"] * st["sf"] / n) / np.sqrt(max(var_m * var_f, 1e-30)) if st["n"] > 10 else -1.0
+    return s, it, converged, float(ncc), float(st["n"] / len(q))
 
 
 def _coarse_translation_search(level: _Level, ver_shape_img: Any, s: NDArray[np.float64],
@@ -377,21 +401,22 @@ def register_3d3d(
     _check_not_blank(reference.array, None, "reference CT")
     init = RigidTransform.identity() if initial is None else initial
     s = init.inverse().matrix.copy()  # verification -> reference
-    ref_c = _crop_reference(reference, verification, s, search_range_mm + 20.0)
+    ref_c = _crop_reference(reference, verification, s, search_range_mm + 8.0)
     ref_img = _sitk_image(ref_c, np.clip(ref_c.array, *clip_hu))
     ver_img = _sitk_image(verification)
     mask_img = _sitk_image(verification, fov.astype(np.float32))
     roi_fn = _roi_function(reference, roi, reference_roi_mask)
+    pyr = _build_pyramid(ref_img, ver_img, mask_img, tuple(levels_mm), highpass_mm)
     details: dict[str, Any] = {"levels": []}
     total_it, converged, ncc, frac = 0, False, -1.0, 0.0
     for li, spacing in enumerate(levels_mm):
-        level = _prepare_level(ref_img, ver_img, mask_img, spacing, highpass_mm, roi_fn, s, max_samples)
+        level = _prepare_level(pyr, spacing, roi_fn, s, max_samples)
         if len(level.fixed_points) < 100:
             raise RegistrationError("3D/3D: fewer than 100 sample points inside the CBCT field of view and ROI")
         if np.std(level.fixed_values) < BLANK_STD:
             raise RegistrationError("3D/3D: the verification volume is blank inside its field of view / ROI")
         if li == 0 and search_range_mm > 0:
-            fg = _coarse_fixed_grid(ver_img, mask_img, spacing, highpass_mm, roi_fn, s)
+            fg = _coarse_fixed_grid(pyr, spacing, roi_fn, s)
             s, rep = _coarse_translation_search(level, ver_img, s, search_range_mm, fg)
             details["coarse_search"] = rep
         last = li == len(levels_mm) - 1
@@ -411,15 +436,12 @@ def register_3d3d(
     )
 
 
-def _coarse_fixed_grid(ver_img: Any, mask_img: Any, spacing: float, highpass_mm: float | None, roi_fn: Any,
-                       s: NDArray[np.float64]) -> tuple[_Grid, NDArray[np.bool_]]:
+def _coarse_fixed_grid(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.float64]
+                       ) -> tuple[_Grid, NDArray[np.bool_]]:
     import SimpleITK as sitk
 
-    f_img = _smooth_resample(ver_img, spacing)
-    fm = sitk.Resample(mask_img, f_img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    fm = sitk.Cast(sitk.BinaryThreshold(fm, 0.999, 2.0, 1, 0), sitk.sitkFloat32)
-    grid = _grid_of(_highpass(f_img, fm, highpass_mm))
-    mask = sitk.GetArrayFromImage(fm) > 0.5
+    grid = _grid_of(pyr.fixed[spacing])
+    mask = sitk.GetArrayFromImage(pyr.fixed_mask[spacing]) > 0.5
     if roi_fn is not None:
         idx = np.argwhere(mask)
         pts = idx[:, ::-1].astype(float) @ grid.affine.T + grid.origin
