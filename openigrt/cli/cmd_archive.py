@@ -194,11 +194,10 @@ def _print_tables(directory: Path, summary: Any, series: list[dict[str, Any]], r
             table.add_row(r["patient_id"], r["modality"], sop_class_name(r["sop_class_uid"]), r["sop_instance_uid"],
                           r["instance_number"], r["transfer_syntax_uid"])
     else:
-        table = Table("Patient ID", "Patient Name", "Study Date", "Modality", "Series #", "Description",
-                      "Instances", "Series Instance UID")
+        table = Table("Patient ID", "Patient Name", "Study Date", "Modality", "Series #", "Description", "Instances")
         for s in series:
             table.add_row(s["patient_id"], s["patient_name"], s["study_date"], s["modality"], s["series_number"],
-                          s["series_description"], str(s["instances"]), s["series_instance_uid"])
+                          s["series_description"], str(s["instances"]))
     if summary.instances:
         out.print(table)
 

@@ -231,3 +231,14 @@ def test_index_survives_restart(tmp_path: Path, content: Content, receiver: Peer
         assert (moved.status, moved.completed) == (0, 1)
     finally:
         second.stop()
+
+
+def test_import_while_serving_is_seen_at_once(archive: Peer, tmp_path: Path) -> None:
+    from openigrt.cli import main
+    from tests.archive.content import ct_series
+
+    late = ct_series(tmp_path / "late", patient_id="LATE", patient_name="LATE^COMER", n=2, series_number=7)
+    assert main(["archive", "import", "--dir", str(archive.extra["dir"]), str(tmp_path / "late")]) == 0
+    reply = findscu(archive.port, ["QueryRetrieveLevel=IMAGE", "PatientID=LATE", "SOPInstanceUID="], work=tmp_path)
+    assert sorted(str(d.SOPInstanceUID) for d in reply.datasets) == sorted(late.sop_uids)
+
