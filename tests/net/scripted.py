@@ -46,6 +46,8 @@ class ScriptedStorageSCP:
     script: dict[str, Behaviour] = field(default_factory=dict)
     handler_delay: float = 0.0
     received: list[Received] = field(default_factory=list)
+    pdata_sizes: list[int] = field(default_factory=list)
+    peer_identity: list[tuple[str, str, int]] = field(default_factory=list)
     max_concurrent: int = 0
     _active: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,7 +76,14 @@ class ScriptedStorageSCP:
             rsp.ErrorComment = b.comment
         return rsp
 
+    def _on_pdu(self, event: Any) -> None:
+        if type(event.pdu).__name__ == "P_DATA_TF":
+            self.pdata_sizes.append(len(event.pdu.encode()))
+
     def _on_established(self, event: Any) -> None:
+        rq = event.assoc.requestor
+        self.peer_identity.append((str(rq.implementation_class_uid), str(rq.implementation_version_name),
+                                   int(rq.maximum_length or 0)))
         with self._lock:
             self._active += 1
             self.max_concurrent = max(self.max_concurrent, self._active)
@@ -92,6 +101,7 @@ class ScriptedStorageSCP:
         ae.dimse_timeout = ae.acse_timeout = 30
         self._server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
             (evt.EVT_C_STORE, self._on_store), (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_PDU_RECV, self._on_pdu),
             (evt.EVT_RELEASED, self._on_closed), (evt.EVT_ABORTED, self._on_closed)])
         return self
 

@@ -129,7 +129,13 @@ def test_first_proposed_transfer_syntax_wins_and_duplicates_accepted(listen, tmp
         "[[Profiles]]\n[Test]\nPresentationContexts = Ctx\n")
     peer = listen()
     cp = storescu(peer.ae_title, peer.port, [REAL_CT], calling_ae=CALLING, extra_args=["-d", "-xf", str(cfg), "Test"])
-    cx = _contexts(cp.stdout + cp.stderr)
+    out = cp.stdout + cp.stderr
+    # our identity and limits in the A-ASSOCIATE-AC (NET-11): Implementation Class UID / Version Name, max PDU 0
+    assert re.search(r"Their Implementation Class UID:\s+2\.25\.57760840550623259324267916666234877844", out)
+    assert re.search(r"Their Implementation Version Name:\s+OPENIGRT_010", out)
+    assert re.search(r"Application Context Name:\s+1\.2\.840\.10008\.3\.1\.1\.1", out)
+    assert re.search(r"Their Max PDU Receive Size:\s+0\b", out)
+    cx = _contexts(out)
     assert cx == {
         1: ("CTImageStorage", "Accepted", "LittleEndianImplicit"),
         3: ("CTImageStorage", "Accepted", "LittleEndianExplicit"),

@@ -241,6 +241,16 @@ def test_max_associations_respected(node_settings, tmp_path: Path) -> None:
             peer.stop()
 
 
+def test_identity_and_pdu_limits_from_settings(scripted: ScriptedStorageSCP, node_settings, tmp_path: Path) -> None:
+    files = _instances(tmp_path, 2, rows=128)  # 32 KB of pixels each
+    settings = node_settings(remote=scripted.remote, network__max_pdu_send=16384, network__max_pdu_receive=65536,
+                             network__implementation_version_name="OPENIGRT_TEST")
+    assert DicomClient(settings).store(files).ok
+    assert scripted.peer_identity == [(settings.network.implementation_class_uid, "OPENIGRT_TEST", 65536)]
+    # PS3.8 D.1: the limit is on the PDU length field (the PDU minus its 6-byte header)
+    assert max(scripted.pdata_sizes) - 6 <= 16384 and len(scripted.pdata_sizes) >= 6  # split at our send cap
+
+
 def test_progress_callback_sees_every_instance(scripted: ScriptedStorageSCP, node_settings, tmp_path: Path) -> None:
     files = _instances(tmp_path, 3)
     seen: list[tuple[int, int, str]] = []
