@@ -95,6 +95,7 @@ class ScriptedStorageSCP:
     def start(self) -> ScriptedStorageSCP:
         ae = AE(ae_title=self.ae_title)
         ae.maximum_associations = 20
+        ae.maximum_pdu_size = 0  # unlimited: only the sender's own cap splits data sets
         for uid in STORAGE:
             ae.add_supported_context(uid, SYNTAXES)
         ae.add_supported_context("1.2.840.10008.1.1", SYNTAXES[:2])
