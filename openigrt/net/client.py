@@ -164,7 +164,7 @@ class DicomClient:
         uids = list(dict.fromkeys(sop_instance_uids))
         results: dict[str, MoveResult] = {}
         error = ""
-        scp = StorageSCP(self.settings, self.cache) if listen else nullcontext()
+        scp = StorageSCP(self.settings, self.cache, reconcile=False) if listen else nullcontext()
         try:
             with scp:
                 error = self._move_all(uids, results, study_instance_uid, series_instance_uid, batch, progress)

@@ -221,12 +221,15 @@ class StorageSCP:
         Overrides of the settings (``port=0`` binds an ephemeral port; see :attr:`port`).
     max_associations
         Simultaneous associations accepted; beyond, A-ASSOCIATE-RJ 2/3/2 (local limit exceeded).
+    reconcile
+        Reconcile the cache index with its files at start (crash recovery; walks the whole cache).
+        ``openigrt listen`` does; a short-lived SCP inside one process's retrieve need not.
     """
 
     def __init__(self, settings: Settings, cache: InstanceCache | None = None, *,
                  on_received: Callable[[ReceivedInstance], None] | None = None, port: int | None = None,
                  bind_address: str | None = None, ae_title: str | None = None,
-                 max_associations: int = MAX_ACCEPTED_ASSOCIATIONS) -> None:
+                 max_associations: int = MAX_ACCEPTED_ASSOCIATIONS, reconcile: bool = True) -> None:
         self.settings = settings
         self.cache = cache if cache is not None else InstanceCache.from_settings(settings)
         self.on_received = on_received
@@ -235,6 +238,7 @@ class StorageSCP:
         self.bind_address = bind_address or settings.local.bind_address
         self.policy = AccessPolicy.from_settings(settings, ae_title=self.ae_title)
         self.max_associations = max_associations
+        self.reconcile = reconcile
         self._server: AcceptorServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -274,7 +278,8 @@ class StorageSCP:
                 max_pdu_receive=net.max_pdu_receive, acse_timeout=net.acse_timeout,
                 network_timeout=net.network_timeout, max_associations=self.max_associations,
             )
-            self.cache.reconcile()
+            if self.reconcile:
+                self.cache.reconcile()
             try:
                 server = AcceptorServer((self.bind_address, self._requested_port), config)
             except OSError as exc:

@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LOG = logging.getLogger("openigrt.net.store")
 
-StoreItem = "Path | str | Dataset"
 ProgressCallback = Callable[[int, int, "InstanceResult"], None]
 
 
