@@ -175,7 +175,7 @@ class AssociateRQ:
     protocol_version: int
     called_ae_title: str
     calling_ae_title: str
-    raw_titles: bytes  # called + calling, echoed in the A-ASSOCIATE-AC
+    raw_titles: bytes  # called AE, calling AE and the 32 reserved bytes, echoed in the A-ASSOCIATE-AC
     application_context: str
     contexts: tuple[ProposedContext, ...]
     max_length: int
@@ -231,7 +231,7 @@ def parse_associate_rq(body: bytes | bytearray) -> AssociateRQ:
                     max_length = struct.unpack_from(">L", sub, 0)[0]
                 elif sub_type == 0x52:
                     impl = _uid_text(sub)
-    return AssociateRQ(version, called, calling, bytes(view[4:36]), app_context, tuple(contexts), max_length, impl)
+    return AssociateRQ(version, called, calling, bytes(view[4:68]), app_context, tuple(contexts), max_length, impl)
 
 
 def negotiate_contexts(requested: tuple[ProposedContext, ...], supported: dict[str, tuple[str, ...]]
@@ -268,14 +268,14 @@ def _item(item_type: int, value: bytes) -> bytes:
 
 def encode_associate_ac(rq: AssociateRQ, results: list[tuple[int, int, str]], *, max_length: int,
                         implementation_class_uid: str, implementation_version_name: str) -> bytes:
-    """Encode the A-ASSOCIATE-AC PDU (PS3.8 9.3.3): AE title fields echoed, one result per context."""
+    """Encode the A-ASSOCIATE-AC PDU (PS3.8 9.3.3): AE title and reserved fields echoed, one result per context."""
     items = [_item(0x10, b"1.2.840.10008.3.1.1.1")]
     for cx_id, result, ts in results:
         items.append(_item(0x21, bytes([cx_id, 0, result, 0]) + _item(0x40, ts.encode("ascii"))))
     user = (_item(0x51, struct.pack(">L", max_length)) + _item(0x52, implementation_class_uid.encode("ascii"))
             + _item(0x55, implementation_version_name.encode("ascii")))
     items.append(_item(0x50, user))
-    body = struct.pack(">HH", 0x0001, 0) + rq.raw_titles + bytes(32) + b"".join(items)
+    body = struct.pack(">HH", 0x0001, 0) + rq.raw_titles + b"".join(items)  # PS3.8 9.3.3: fields echoed
     return _pdu(A_ASSOCIATE_AC, body)
 
 
