@@ -78,13 +78,13 @@ class AttenuationModel:
     air_cutoff_hu: float = -950.0
 
     def mu(self, hu: NDArray[np.generic]) -> NDArray[np.float32]:
-        """μ (mm⁻¹, float32) of an HU array of any shape."""
-        h = np.asarray(hu, dtype=np.float32) * np.float32(1e-3)
-        mu = np.where(h > 0, h * np.float32(self.bone_factor), h)
-        mu += np.float32(1.0)
-        mu *= np.float32(self.mu_water_per_mm)
-        mu[h <= np.float32(self.air_cutoff_hu * 1e-3)] = 0.0
-        return mu.astype(np.float32, copy=False)
+        """μ (mm⁻¹, float32) of an HU array of any shape (one output array, no temporaries)."""
+        h = np.ascontiguousarray(hu)
+        if h.dtype.kind not in "iuf":
+            raise ValueError(f"HU array must be numeric, got {h.dtype}")
+        out = np.empty(h.shape, dtype=np.float32)
+        _hu_to_mu(h.reshape(-1), out.reshape(-1), self.mu_water_per_mm, self.bone_factor, self.air_cutoff_hu)
+        return out
 
 
 #: ~60 keV effective energy (a 100-120 kVp imaging beam): water 0.020 mm⁻¹ (NIST XCOM 0.206 cm²/g).
@@ -166,6 +166,43 @@ def _support_box(occ: NDArray[np.uint8], shape: tuple[int, ...]) -> tuple[NDArra
 BLOCK_VOXELS = (8, 8, 4)
 
 
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def _hu_to_mu(hu: NDArray[np.generic], out: NDArray[np.float32], mu_water: float, bone_factor: float,
+              cutoff_hu: float) -> None:
+    """The bilinear HU → μ model of :class:`AttenuationModel`, element-wise on flat arrays."""
+    for i in numba.prange(hu.size):
+        h = float(hu[i])
+        if h <= cutoff_hu:
+            out[i] = 0.0
+        else:
+            v = mu_water * (1.0 + (bone_factor * h if h > 0.0 else h) * 1e-3)
+            out[i] = v if v > 0.0 else 0.0
+
+
+@numba.njit(cache=True, parallel=True)
+def _block_flags(mu: NDArray[np.float32], bi: int, bj: int, bk: int) -> NDArray[np.uint8]:
+    nz, ny, nx = mu.shape
+    gz, gy, gx = (nz + bk - 1) // bk, (ny + bj - 1) // bj, (nx + bi - 1) // bi
+    occ = np.zeros((gz, gy, gx), dtype=np.uint8)
+    for bz in numba.prange(gz):
+        for by in range(gy):
+            for bx in range(gx):
+                # the block plus one voxel past its upper faces (the upper interpolation neighbours)
+                found = False
+                for k in range(bz * bk, min(nz, bz * bk + bk + 1)):
+                    for j in range(by * bj, min(ny, by * bj + bj + 1)):
+                        for i in range(bx * bi, min(nx, bx * bi + bi + 1)):
+                            if mu[k, j, i] > 0.0:
+                                found = True
+                                break
+                        if found:
+                            break
+                    if found:
+                        break
+                occ[bz, by, bx] = 1 if found else 0
+    return occ
+
+
 def _occupancy(mu: NDArray[np.float32]) -> NDArray[np.uint8]:
     """Per-block flag "some voxel in the block, or one voxel past its upper faces, has μ > 0".
 
@@ -173,20 +210,7 @@ def _occupancy(mu: NDArray[np.float32]) -> NDArray[np.uint8]:
     never drops a non-zero sample: skipping is exact.
     """
     bi, bj, bk = BLOCK_VOXELS
-    nz, ny, nx = mu.shape
-    gz, gy, gx = -(-nz // bk), -(-ny // bj), -(-nx // bi)
-    pad = np.zeros((gz * bk, gy * bj, gx * bi), dtype=bool)
-    nonzero = pad[:nz, :ny, :nx]
-    np.greater(mu, 0, out=nonzero)
-    # a sample at index x reads voxels x and x + 1 (per axis): flag voxel x when x or x + 1 is non-zero
-    for axis in range(3):
-        lead = [slice(None)] * 3
-        lead[axis] = slice(0, -1)
-        nxt = [slice(None)] * 3
-        nxt[axis] = slice(1, None)
-        pad[tuple(lead)] |= pad[tuple(nxt)]
-    occ = pad.reshape(gz, bk, gy, bj, gx, bi).any(axis=(1, 3, 5))
-    return np.ascontiguousarray(occ.astype(np.uint8))
+    return _block_flags(np.ascontiguousarray(mu), bi, bj, bk)
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ from openigrt.geometry.projection import ProjectionGeometry
 from openigrt.geometry.volume import Volume
 
 PLASTIMATCH = shutil.which("plastimatch")
+#: GNU time, to measure plastimatch's peak memory (optional).
+TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 
 
 def write_mha(volume: Volume, path: Path) -> Path:
@@ -57,14 +60,24 @@ def plastimatch_args(geometry: ProjectionGeometry) -> list[str]:
             "-z", f"{g.columns * dx:.9g} {g.rows * dy:.9g}", "-c", fmt(ic)]
 
 
+@dataclass(frozen=True, eq=False)
+class PlastimatchRun:
+    """One ``plastimatch drr`` run: the image, wall time, its own render time and peak memory."""
+
+    image: np.ndarray
+    wall_s: float
+    total_s: float | None
+    max_rss_mb: float | None
+
+
 def plastimatch_drr(mha: Path, geometry: ProjectionGeometry, workdir: Path, *, algorithm: str = "exact",
-                    window: tuple[int, int, int, int] | None = None,
-                    timeout: float = 300.0) -> tuple[np.ndarray, float, float | None]:
+                    window: tuple[int, int, int, int] | None = None, timeout: float = 300.0) -> PlastimatchRun:
     """Render with ``plastimatch drr``.
 
     ``window`` = (first col, last col, first row, last row), inclusive (plastimatch ``-w``, columns
-    first like ``-r``). Returns (image (rows, cols) float32 of the window or the whole detector,
-    wall time s, plastimatch's own "Total time" s (rendering without reading the volume) or None).
+    first like ``-r``). The image is ``(rows, cols)`` float32 of the window or the whole detector;
+    ``total_s`` is plastimatch's own "Total time" (rendering without reading the volume);
+    ``max_rss_mb`` its peak resident memory when ``/usr/bin/time`` is available.
     """
     if PLASTIMATCH is None:
         raise RuntimeError("plastimatch is not installed (apt-get install plastimatch)")
@@ -73,11 +86,15 @@ def plastimatch_drr(mha: Path, geometry: ProjectionGeometry, workdir: Path, *, a
            *plastimatch_args(geometry)]
     if window is not None:
         cmd += ["-w", " ".join(str(int(v)) for v in window)]
+    if TIME is not None:
+        cmd = [TIME, "-f", "MAXRSS_KB %M", *cmd]
     t0 = time.perf_counter()
     done = subprocess.run(cmd + [str(mha)], check=True, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
     rows, cols = (geometry.rows, geometry.columns) if window is None else \
         (window[3] - window[2] + 1, window[1] - window[0] + 1)
     img = np.fromfile(Path(f"{prefix}0000.raw"), dtype="<f4").reshape(rows, cols)
-    m = re.search(r"Total time:\s*([0-9.eE+-]+)", done.stdout)
-    return img, wall, float(m.group(1)) if m else None
+    total = re.search(r"Total time:\s*([0-9.eE+-]+)", done.stdout)
+    rss = re.search(r"MAXRSS_KB (\d+)", done.stderr)
+    return PlastimatchRun(img, wall, float(total.group(1)) if total else None,
+                          int(rss.group(1)) / 1024.0 if rss else None)

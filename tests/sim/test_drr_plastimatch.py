@@ -53,8 +53,8 @@ def test_fiducials_land_where_plastimatch_puts_them(phantoms: dict, gantry: floa
     lo = np.floor(targets.min(axis=0)).astype(int) - 30
     hi = np.ceil(targets.max(axis=0)).astype(int) + 30
     window = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
-    p1, _, _ = plastimatch_drr(phantoms["mha"], g, work, algorithm="uniform", window=window)
-    p0, _, _ = plastimatch_drr(phantoms["mha_bare"], g, work, algorithm="uniform", window=window)
+    p1 = plastimatch_drr(phantoms["mha"], g, work, algorithm="uniform", window=window).image
+    p0 = plastimatch_drr(phantoms["mha_bare"], g, work, algorithm="uniform", window=window).image
     ours = DrrRenderer(ph.volume).render(g) - DrrRenderer(bare.volume).render(g)
     theirs = _centroids(p1 - p0, targets, (window[0], window[2]))
     mine = _centroids(ours, targets, (0, 0))

@@ -1,0 +1,170 @@
+"""DRR benchmark (SPEC SIM-2): OpenIGRT's numba Joseph projector vs ``plastimatch drr``, same run.
+
+Renders the phantom planning CT (512 × 512 × 100, 0.94 × 0.94 × 2 mm) at the kV imager size
+(1024 × 768 at 0.388 mm, SID 1500, SAD 1000) for gantry (kV source) 0° and 90°, with OpenIGRT and
+with ``plastimatch drr`` (exact mode, the default; CPU/OpenMP), and reports:
+
+* time: OpenIGRT render (prepared volume), OpenIGRT preparation (HU → μ, block map), the first
+  call in this process (includes loading numba's cached machine code), plastimatch's own
+  "Total time" (rendering only) and its wall time (reading the .mha, conversion, rendering,
+  writing);
+* memory: the prepared μ volume + block map, and the peak RSS of both processes;
+* agreement: the fiducial shadows' centroids (phantom minus marker-free phantom), plastimatch
+  exact at full resolution and plastimatch uniform on a window, vs OpenIGRT, in pixels.
+
+Usage: ``python benchmarks/drr_bench.py [--runs 3] [--json FILE]``. Run it when ``uptime`` shows a
+load below 1.5; the load is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from openigrt.geometry.projection import kv_geometry  # noqa: E402
+from openigrt.sim.drr import DrrRenderer  # noqa: E402
+from openigrt.sim.phantom import PhantomParams, make_phantom  # noqa: E402
+from tests.sim.plastimatch import PLASTIMATCH, TIME, plastimatch_drr, write_mha  # noqa: E402
+
+TARGET_SPEEDUP = 2.0
+
+
+def _centroids(img: np.ndarray, targets: np.ndarray, origin: tuple[int, int] = (0, 0), half: int = 20) -> np.ndarray:
+    out = []
+    for c, r in targets:
+        c0, r0 = int(round(c)) - origin[0], int(round(r)) - origin[1]
+        w = img[r0 - half: r0 + half + 1, c0 - half: c0 + half + 1].astype(float)
+        rr, cc = np.mgrid[r0 - half: r0 + half + 1, c0 - half: c0 + half + 1]
+        out.append(((w * cc).sum() / w.sum() + origin[0], (w * rr).sum() / w.sum() + origin[1]))
+    return np.array(out)
+
+
+_OURS_ONE_VIEW = """
+import sys, SimpleITK as sitk, numpy as np
+from openigrt.geometry.volume import Volume
+from openigrt.geometry.projection import kv_geometry
+from openigrt.sim.drr import DrrRenderer
+img = sitk.ReadImage(sys.argv[1])
+vol = Volume(sitk.GetArrayFromImage(img), img.GetOrigin(), img.GetSpacing(), np.reshape(img.GetDirection(), (3, 3)))
+DrrRenderer(vol).render(kv_geometry(float(sys.argv[2]), isocenter_mm=tuple(float(v) for v in sys.argv[3:6])))
+"""
+
+
+def _ours_rss(mha: Path, gantry: float, iso: tuple[float, float, float] = PhantomParams().isocenter_mm) -> float:
+    """Peak RSS (MB) of a fresh process that does what plastimatch does: read the .mha, render one view.
+
+    Measured by GNU time like plastimatch's (``ru_maxrss`` of a child forked from this big process
+    would include the parent's pages copied before exec).
+    """
+    if TIME is None:
+        return float("nan")
+    out = subprocess.run([TIME, "-f", "MAXRSS_KB %M", sys.executable, "-c", _OURS_ONE_VIEW, str(mha), str(gantry),
+                          *map(str, iso)], check=True, capture_output=True, text=True, timeout=300)
+    return int(out.stderr.split("MAXRSS_KB")[-1].split()[0]) / 1024.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3, help="repetitions per measurement (median reported)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    if PLASTIMATCH is None:
+        print("plastimatch is not installed (make peers)", file=sys.stderr)
+        return 1
+    load_start = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    ph = make_phantom(PhantomParams())
+    bare = make_phantom(PhantomParams(fiducial_offsets=()))
+    t_phantom = (time.perf_counter() - t0) / 2
+    work = Path(tempfile.mkdtemp(prefix="drr_bench_"))
+    mha, mha_bare = write_mha(ph.volume, work / "ct.mha"), write_mha(bare.volume, work / "bare.mha")
+
+    t0 = time.perf_counter()
+    renderer = DrrRenderer(ph.volume)
+    t_prep = time.perf_counter() - t0
+    mem_mb = (renderer.mu.nbytes + renderer.occupancy.nbytes) / 2**20
+    rows: list[dict[str, object]] = []
+    for gantry in (0.0, 90.0):
+        g = kv_geometry(gantry, isocenter_mm=ph.isocenter_mm)
+        t0 = time.perf_counter()
+        ours = renderer.render(g)
+        t_first = time.perf_counter() - t0
+        t_ours = statistics.median(_timed(lambda: renderer.render(g)) for _ in range(args.runs))
+        p_runs = [plastimatch_drr(mha, g, work) for _ in range(args.runs)]
+        p_total = statistics.median(r.total_s for r in p_runs if r.total_s is not None)
+        p_wall = statistics.median(r.wall_s for r in p_runs)
+        p_rss = max((r.max_rss_mb or 0.0) for r in p_runs)
+        # agreement on the fiducial shadows
+        theirs_exact = p_runs[0].image - plastimatch_drr(mha_bare, g, work).image
+        ours_markers = ours - DrrRenderer(bare.volume).render(g)
+        targets = g.project(ph.fiducials_mm)
+        lo = np.floor(targets.min(axis=0)).astype(int) - 30
+        hi = np.ceil(targets.max(axis=0)).astype(int) + 30
+        win = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
+        u1 = plastimatch_drr(mha, g, work, algorithm="uniform", window=win).image
+        u0 = plastimatch_drr(mha_bare, g, work, algorithm="uniform", window=win).image
+        c_ours = _centroids(ours_markers, targets)
+        d_exact = np.abs(_centroids(theirs_exact, targets) - c_ours).max()
+        d_uniform = np.abs(_centroids(u1 - u0, targets, (win[0], win[2])) - c_ours).max()
+        d_project = np.abs(c_ours - targets).max()
+        rows.append({"gantry_deg": gantry, "ours_render_s": t_ours, "ours_first_call_s": t_first,
+                     "plastimatch_total_s": p_total, "plastimatch_wall_s": p_wall,
+                     "speedup_render": p_total / t_ours, "speedup_wall": p_wall / (t_ours + t_prep),
+                     "plastimatch_peak_rss_mb": p_rss, "ours_peak_rss_mb": _ours_rss(mha, gantry),
+                     "fiducials_vs_plastimatch_exact_px": d_exact, "fiducials_vs_plastimatch_uniform_px": d_uniform,
+                     "fiducials_vs_truth_px": d_project})
+    half = kv_geometry(0.0, isocenter_mm=ph.isocenter_mm, rows=384, columns=512, pixel_spacing_mm=(0.776, 0.776))
+    renderer.render(half)
+    t_half = statistics.median(_timed(lambda: renderer.render(half)) for _ in range(args.runs))
+    p_half = statistics.median(r.total_s or r.wall_s for r in (plastimatch_drr(mha, half, work)
+                                                               for _ in range(args.runs)))
+    load_end = os.getloadavg()[0]
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(), "load_start": load_start,
+              "load_end": load_end, "phantom_build_s": t_phantom, "ours_prepare_s": t_prep,
+              "prepared_volume_mb": mem_mb, "views": rows,
+              "half_res_512x384": {"ours_render_s": t_half, "plastimatch_total_s": p_half}}
+    _print(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    ok = all(r["speedup_render"] >= TARGET_SPEEDUP for r in rows)  # type: ignore[operator]
+    return 0 if ok else 1
+
+
+def _timed(fn) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _print(r: dict) -> None:  # type: ignore[type-arg]
+    print(f"DRR benchmark {r['date']}, {r['cores']} cores, load {r['load_start']:.2f} -> {r['load_end']:.2f}")
+    print(f"phantom CT 512x512x100 built in {r['phantom_build_s']:.2f} s; OpenIGRT preparation "
+          f"{r['ours_prepare_s']:.2f} s, prepared volume (mu + block map) {r['prepared_volume_mb']:.0f} MB")
+    for v in r["views"]:
+        print(f"peak RSS, read .mha + render gantry {v['gantry_deg']:g}: OpenIGRT {v['ours_peak_rss_mb']:.0f} MB "
+              f"(Python + numba included), plastimatch {v['plastimatch_peak_rss_mb']:.0f} MB")
+    print("| view 1024x768 | OpenIGRT render s | first call s | plastimatch render s | plastimatch wall s "
+          "| speed-up render | speed-up wall | fiducials vs plastimatch exact / uniform px | vs project() px |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for v in r["views"]:
+        print(f"| gantry {v['gantry_deg']:g}° | {v['ours_render_s']:.3f} | {v['ours_first_call_s']:.3f} "
+              f"| {v['plastimatch_total_s']:.3f} | {v['plastimatch_wall_s']:.3f} | {v['speedup_render']:.2f}× "
+              f"| {v['speedup_wall']:.2f}× | {v['fiducials_vs_plastimatch_exact_px']:.2f} / "
+              f"{v['fiducials_vs_plastimatch_uniform_px']:.2f} | {v['fiducials_vs_truth_px']:.2f} |")
+    h = r["half_res_512x384"]
+    print(f"512x384 (gantry 0): OpenIGRT {h['ours_render_s']:.3f} s, plastimatch {h['plastimatch_total_s']:.3f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
