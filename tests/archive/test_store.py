@@ -131,3 +131,15 @@ def test_reconcile_makes_the_index_agree_with_the_files(tmp_path: Path) -> None:
     assert sorted(store.index.paths().values()) == sorted([series.sop_uids[0], series.sop_uids[2]])
     assert not dead.exists() and live.exists()
     assert store.reconcile() == type(report)(0, 0, 0)
+
+
+def test_cli_serve_port_in_use_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["archive", "serve", "--dir", str(tmp_path / "a"), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
