@@ -262,3 +262,51 @@ def test_echo_round_trip(scripted: ScriptedStorageSCP, node_settings, capsys) ->
     assert DicomClient(node_settings(remote=scripted.remote)).echo() < 1.0
     assert main(["echo", "--remote", scripted.remote, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
+# --------------------------------------------------------------------------- association request failures
+@contextmanager
+def _raw_server(reply: bytes | None) -> Iterator[int]:
+    """A TCP server that reads the A-ASSOCIATE-RQ and answers *reply* (or nothing), for one connection."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)
+            if reply is not None:
+                conn.sendall(reply)
+            done.wait(10)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        done.set()
+        srv.close()
+        t.join(timeout=5)
+
+
+def test_silent_peer_times_out_the_association_request(node_settings) -> None:
+    from openigrt.errors import AssociationAborted
+
+    with _raw_server(None) as port:
+        t0 = time.monotonic()
+        with pytest.raises(AssociationAborted, match="did not accept the association within 1 s"):
+            DicomClient(node_settings(remote=f"MUTE@127.0.0.1:{port}", network__acse_timeout=1)).echo()
+        assert time.monotonic() - t0 < 5
+
+
+def test_peer_aborting_the_request_is_reported(node_settings) -> None:
+    from openigrt.errors import AssociationAborted
+    from openigrt.net.acceptor import abort_pdu
+
+    with _raw_server(abort_pdu(2, 0)) as port:
+        with pytest.raises(AssociationAborted, match="aborted the association request"):
+            DicomClient(node_settings(remote=f"ABORTER@127.0.0.1:{port}")).echo()
