@@ -138,6 +138,8 @@ def _weighted_centre(ct: Volume, excess: NDArray[np.float32], comp: NDArray[np.b
 
 
 # ----------------------------------------------------------------------------- 2D marker finding
+#: fine Gaussian of the template matching band-pass (mm at the isocenter): noise suppression
+TEMPLATE_FINE_MM = 0.5
 #: a marker blob must exceed this many robust standard deviations of the blob response
 MARKER_MIN_SNR = 5.0
 
@@ -543,7 +545,7 @@ def find_markers_2d_template(
     exp_full = np.asarray(expected_colrow, float)[:, ::-1]
     half_t = int(np.ceil(4.0 * s))  # template half-size around each marker (seed ≤ 5 mm long)
     sp = int(np.ceil(search_mm * s))
-    fine, coarse = max(0.7, 0.25 * s), 3.0 * s
+    fine, coarse = max(0.7, TEMPLATE_FINE_MM * s), 3.0 * s
     # work on the part of the image the search can reach (+ room for the filters and the anatomy shift)
     margin = half_t + 2 * sp + int(np.ceil(3 * coarse))
     shape_img = np.asarray(np.shape(image))

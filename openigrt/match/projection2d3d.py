@@ -40,8 +40,10 @@ WORKING_PIXEL_6DOF_MM = 1.0
 FD_ROTATION_RAD = np.deg2rad(0.5)
 FD_TRANSLATION_MM = 0.5
 #: convergence: translation (mm) and rotation (degrees) updates below these
-TOL_MM = 0.02
-TOL_DEG = 0.02
+TOL_MM = 0.03
+TOL_DEG = 0.03
+#: divide band-passed images by their local RMS (robust to scatter / non-linear response)
+LOCAL_CONTRAST = True
 
 
 def bin_geometry(geometry: Any, factor: int) -> Any:
@@ -78,11 +80,27 @@ class _View:
         self.f_roi = self.fixed[self.roi]
 
     def _filter(self, img: NDArray[np.floating]) -> NDArray[np.float64]:
-        return bandpass(img, fine_px=1.0, coarse_px=self.coarse)
+        from scipy import ndimage
+
+        bp = bandpass(img, fine_px=1.0, coarse_px=self.coarse)
+        if not LOCAL_CONTRAST:
+            return bp
+        # local contrast normalisation: scatter and the log response scale edge contrast with the
+        # local attenuation; dividing by the local RMS makes every region count the same
+        rms = np.sqrt(ndimage.gaussian_filter(bp * bp, self.coarse, mode="nearest", truncate=3.0))
+        return bp / (rms + 0.1 * float(np.median(rms)) + 1e-12)
 
     def moving(self, renderer: Any, t: NDArray[np.float64]) -> NDArray[np.float64]:
         img = renderer.render(self.geometry, setup_error=RigidTransform(t))
         return self._filter(img)[self.roi]
+
+
+def _fit_gain_joint(f: NDArray[np.float64], m: NDArray[np.float64], jac: NDArray[np.float64]) -> tuple[float, float]:
+    """Gain and offset of ``f ≈ g·m + o + jac·x`` (x discarded)."""
+    x = np.column_stack([m, np.ones_like(m), jac])
+    sc = np.sqrt((x * x).mean(axis=0)) + 1e-12
+    beta = np.linalg.lstsq(x / sc, f, rcond=None)[0] / sc
+    return float(beta[0]), float(beta[1])
 
 
 def _fit_gain(f: NDArray[np.float64], m: NDArray[np.float64]) -> tuple[float, float]:
@@ -102,6 +120,7 @@ def match_2d3d(
     working_pixel_mm: float = WORKING_PIXEL_6DOF_MM,
     roi_half_mm: float = ROI_HALF_MM,
     max_iterations: int = 12,
+    dof: int = 6,
 ) -> MatchResult:
     """6-DoF 2D/2D match by 2D/3D registration against DRRs rendered on the fly (MATCH-2).
 
@@ -121,6 +140,9 @@ def match_2d3d(
         Start (reference → verification); overrides *references*.
     working_pixel_mm, roi_half_mm, max_iterations
         Working resolution and ROI half-size at the isocenter; Gauss-Newton iterations.
+    dof : {6, 3}
+        3 = translations only (removes the depth-dependent magnification bias of the pure 2D
+        shift method; 3 extra renders per view and iteration instead of 6).
 
     Returns
     -------
@@ -138,24 +160,33 @@ def match_2d3d(
         details["start_translation_mm"] = start.transform.translation_mm.tolist()
     t = (RigidTransform.identity() if initial is None else initial).matrix.copy()
     views = [_View(a, g, iso, working_pixel_mm, roi_half_mm) for a, g in zip(acquired, geometries)]
-    steps = [np.r_[FD_ROTATION_RAD * e, np.zeros(3)] for e in np.eye(3)] + \
+    if dof not in (3, 6):
+        raise ValueError(f"dof must be 3 or 6, got {dof}")
+    steps = ([np.r_[FD_ROTATION_RAD * e, np.zeros(3)] for e in np.eye(3)] if dof == 6 else []) + \
             [np.r_[np.zeros(3), FD_TRANSLATION_MM * e] for e in np.eye(3)]
     converged, it = False, 0
+    prev: NDArray[np.float64] | None = None
     for it in range(1, max_iterations + 1):
         rows, res = [], []
         for v in views:
             m0 = v.moving(renderer, t)
-            g, o = _fit_gain(v.f_roi, m0)
-            jac = [(v.moving(renderer, _delta_matrix(st[:3], st[3:], iso) @ t) - m0) / np.linalg.norm(st)
-                   for st in steps]
-            rows.append(g * np.column_stack(jac))  # d(model)/d(omega [rad], tau [mm])
+            jac = np.column_stack([(v.moving(renderer, _delta_matrix(st[:3], st[3:], iso) @ t) - m0)
+                                   / np.linalg.norm(st) for st in steps])  # d(model)/d(omega [rad], tau [mm])
+            # gain and offset fitted jointly with the motion columns (as NCC's Gauss-Newton needs:
+            # a gain fitted alone is biased low by the mismatch and makes the steps overshoot)
+            g, o = _fit_gain_joint(v.f_roi, m0, jac)
+            rows.append(g * jac)
             res.append(v.f_roi - (g * m0 + o))
         a, b = np.vstack(rows), np.concatenate(res)
         sc = np.sqrt((a * a).mean(axis=0)) + 1e-12
         delta = np.linalg.lstsq(a / sc, b, rcond=None)[0] / sc
-        omega, tau = delta[:3], delta[3:]
+        omega, tau = (delta[:3], delta[3:]) if dof == 6 else (np.zeros(3), delta)
         tau = tau * min(1.0, 5.0 / (np.linalg.norm(tau) + 1e-12))
         omega = omega * min(1.0, np.deg2rad(2.0) / (np.linalg.norm(omega) + 1e-12))
+        step = np.r_[omega / FD_ROTATION_RAD, tau / FD_TRANSLATION_MM]
+        if prev is not None and float(np.dot(step, prev)) < 0:  # overshoot: halve (rough objective)
+            omega, tau, step = 0.5 * omega, 0.5 * tau, 0.5 * step
+        prev = step
         t = _delta_matrix(omega, tau, iso) @ t
         if np.linalg.norm(tau) < TOL_MM and np.rad2deg(np.linalg.norm(omega)) < TOL_DEG:
             converged = True
@@ -166,7 +197,7 @@ def match_2d3d(
                     MIN_NCC_2D, "2D/3D")
     details["view_ncc"] = nccs
     return MatchResult(
-        transform=result, match_type=MatchType.TWO_VIEW_2D, dof=6, metric=float(np.mean(nccs)),
+        transform=result, match_type=MatchType.TWO_VIEW_2D, dof=dof, metric=float(np.mean(nccs)),
         metric_name="NCC (band-passed DRR vs acquired, mean of views)", iterations=it,
         stop_reason=StopReason.CONVERGED if converged else StopReason.MAX_ITERATIONS, overlap_fraction=1.0,
         elapsed_s=time.perf_counter() - t0, details=details,
