@@ -250,15 +250,41 @@ def _seg_occupied(occ: NDArray[np.uint8], m: int, kb: int, a0: float, a1: float,
     return False
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _trim_empty(occ: NDArray[np.uint8], s: NDArray[np.float64], m: int, a_ax: int, b_ax: int, ga: float, gb: float,
+                k_lo: int, k_hi: int) -> tuple[int, int]:
+    """Move ``k_lo`` up and ``k_hi`` down past runs of planes whose blocks are all empty (one block at a time)."""
+    sm = 4 if m == 2 else 8  # BLOCK_VOXELS along the marching axis m and the axes a, b
+    sa = 8
+    sb = 8 if m == 2 else 4
+    while k_lo <= k_hi:
+        seg_end = min((k_lo // sm + 1) * sm - 1, k_hi)
+        pa = s[a_ax] + (k_lo - s[m]) * ga
+        pb = s[b_ax] + (k_lo - s[m]) * gb
+        n = seg_end - k_lo
+        if _seg_occupied(occ, m, k_lo // sm, pa, pa + n * ga, pb, pb + n * gb, sa, sb):
+            break
+        k_lo = seg_end + 1
+    while k_hi >= k_lo:
+        seg_start = max((k_hi // sm) * sm, k_lo)
+        pa = s[a_ax] + (seg_start - s[m]) * ga
+        pb = s[b_ax] + (seg_start - s[m]) * gb
+        n = k_hi - seg_start
+        if _seg_occupied(occ, m, k_hi // sm, pa, pa + n * ga, pb, pb + n * gb, sa, sb):
+            break
+        k_hi = seg_start - 1
+    return k_lo, k_hi
+
+
 @numba.njit(cache=True, fastmath=True)
-def _ray_sum(mu: NDArray[np.float32], occ: NDArray[np.uint8], s: NDArray[np.float64], d: NDArray[np.float64],
-             lo: NDArray[np.float64], hi: NDArray[np.float64]) -> tuple[float, int]:
+def _ray_sum(mu: NDArray[np.float32], flat: NDArray[np.float32], occ: NDArray[np.uint8], s: NDArray[np.float64],
+             d: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.float64]) -> tuple[float, int]:
     """Σ μ over the voxel planes crossed by ``s + t d`` (t in [0, 1]) and the marching axis.
 
     The ray is clipped to the index box ``[lo, hi]`` (inside ``[0, n − 1]``), so every sample
     has its interpolation neighbours (``min(·, n − 2)`` only guards rounding at the far edge).
-    Leading and trailing runs of planes whose blocks are all unflagged in ``occ`` are skipped
-    (checked one block of planes at a time); the rest is a tight loop. Every axis of ``mu`` has at least 2 voxels
+    Leading and trailing runs of planes whose blocks are all unflagged in ``occ`` are skipped;
+    the rest is one tight loop on the flat array. Every axis of ``mu`` has at least 2 voxels
     (checked by :class:`DrrRenderer`).
     """
     nz, ny, nx = mu.shape
@@ -278,64 +304,30 @@ def _ray_sum(mu: NDArray[np.float32], occ: NDArray[np.uint8], s: NDArray[np.floa
     k_hi = min(int(np.floor(max(u0, u1) + 1e-9)), int(hi[m]))
     a_ax = 1 if m == 0 else 0
     b_ax = 1 if m == 2 else 2
-    sm = 4 if m == 2 else 8  # BLOCK_VOXELS along m, a, b
-    sa = 8
-    sb = 8 if m == 2 else 4
     ga = d[a_ax] / d[m]
     gb = d[b_ax] / d[m]
-    # trim leading and trailing runs of empty blocks (one block of planes at a time)
-    while k_lo <= k_hi:
-        seg_end = min((k_lo // sm + 1) * sm - 1, k_hi)
-        pa = s[a_ax] + (k_lo - s[m]) * ga
-        pb = s[b_ax] + (k_lo - s[m]) * gb
-        n = seg_end - k_lo
-        if _seg_occupied(occ, m, k_lo // sm, pa, pa + n * ga, pb, pb + n * gb, sa, sb):
-            break
-        k_lo = seg_end + 1
-    while k_hi >= k_lo:
-        seg_start = max((k_hi // sm) * sm, k_lo)
-        pa = s[a_ax] + (seg_start - s[m]) * ga
-        pb = s[b_ax] + (seg_start - s[m]) * gb
-        n = k_hi - seg_start
-        if _seg_occupied(occ, m, k_hi // sm, pa, pa + n * ga, pb, pb + n * gb, sa, sb):
-            break
-        k_hi = seg_start - 1
+    k_lo, k_hi = _trim_empty(occ, s, m, a_ax, b_ax, ga, gb, k_lo, k_hi)
+    # element strides of the marching axis and of the two interpolation axes in the flat array
+    sizes = (nx, ny, nz)
+    strides = (1, nx, nx * ny)
+    st_m, st_a, st_b = strides[m], strides[a_ax], strides[b_ax]
+    na, nb = sizes[a_ax], sizes[b_ax]
     pa = max(s[a_ax] + (k_lo - s[m]) * ga, 0.0)
     pb = max(s[b_ax] + (k_lo - s[m]) * gb, 0.0)
     acc = 0.0
-    if m == 0:  # march over columns i; bilinear in (j, k)
-        for k in range(k_lo, k_hi + 1):
-            ja = min(int(pa), ny - 2)
-            fa = pa - ja
-            kb = min(int(pb), nz - 2)
-            fb = pb - kb
-            v0 = mu[kb, ja, k] + fa * (mu[kb, ja + 1, k] - mu[kb, ja, k])
-            v1 = mu[kb + 1, ja, k] + fa * (mu[kb + 1, ja + 1, k] - mu[kb + 1, ja, k])
-            acc += v0 + fb * (v1 - v0)
-            pa += ga
-            pb += gb
-    elif m == 1:  # march over rows j; bilinear in (i, k)
-        for k in range(k_lo, k_hi + 1):
-            ia = min(int(pa), nx - 2)
-            fa = pa - ia
-            kb = min(int(pb), nz - 2)
-            fb = pb - kb
-            v0 = mu[kb, k, ia] + fa * (mu[kb, k, ia + 1] - mu[kb, k, ia])
-            v1 = mu[kb + 1, k, ia] + fa * (mu[kb + 1, k, ia + 1] - mu[kb + 1, k, ia])
-            acc += v0 + fb * (v1 - v0)
-            pa += ga
-            pb += gb
-    else:  # march over slices k; bilinear in (i, j)
-        for k in range(k_lo, k_hi + 1):
-            ia = min(int(pa), nx - 2)
-            fa = pa - ia
-            jb = min(int(pb), ny - 2)
-            fb = pb - jb
-            v0 = mu[k, jb, ia] + fa * (mu[k, jb, ia + 1] - mu[k, jb, ia])
-            v1 = mu[k, jb + 1, ia] + fa * (mu[k, jb + 1, ia + 1] - mu[k, jb + 1, ia])
-            acc += v0 + fb * (v1 - v0)
-            pa += ga
-            pb += gb
+    for k in range(k_lo, k_hi + 1):
+        ia = min(int(pa), na - 2)
+        fa = pa - ia
+        ib = min(int(pb), nb - 2)
+        fb = pb - ib
+        base = k * st_m + ia * st_a + ib * st_b
+        v00 = flat[base]
+        v10 = flat[base + st_b]
+        v0 = v00 + fa * (flat[base + st_a] - v00)
+        v1 = v10 + fa * (flat[base + st_a + st_b] - v10)
+        acc += v0 + fb * (v1 - v0)
+        pa += ga
+        pb += gb
     return acc, m
 
 
@@ -344,12 +336,13 @@ def _render(mu: NDArray[np.float32], occ: NDArray[np.uint8], src: NDArray[np.flo
             du: NDArray[np.float64], dv: NDArray[np.float64], idx2mm: NDArray[np.float64],
             lo: NDArray[np.float64], hi: NDArray[np.float64], out: NDArray[np.float32]) -> None:
     rows, cols = out.shape
+    flat = mu.reshape(-1)
     for r in numba.prange(rows):
         d = np.empty(3)
         for c in range(cols):
             for a in range(3):
                 d[a] = det0[a] + c * du[a] + r * dv[a] - src[a]
-            total, m = _ray_sum(mu, occ, src, d, lo, hi)
+            total, m = _ray_sum(mu, flat, occ, src, d, lo, hi)
             if total == 0.0:
                 continue
             inv = 1.0 / abs(d[m])
