@@ -262,8 +262,8 @@ def _rt_images(paths: Sequence[Path]) -> list[tuple[Any, Any, Any]]:
         g = img.geometry
         try:
             geom = ProjectionGeometry.from_rt_image_attributes(
-                f.dataset, isocenter_mm=g.effective_isocenter_position_mm(),
-                patient_position=g.effective_patient_position())
+                f.dataset, isocenter_mm=g.effective_isocenter_position_mm,
+                patient_position=g.effective_patient_position)
         except ValueError as exc:
             raise DicomInputError(f"{f.source}: {exc}") from None
         if img.pixels is None:
@@ -273,29 +273,54 @@ def _rt_images(paths: Sequence[Path]) -> list[tuple[Any, Any, Any]]:
     return out  # type: ignore[return-value]
 
 
+def _half_renderer(volume: Any) -> Any:
+    """DRR renderer of the CT block-averaged 2× in-plane (the 2D/3D optimiser's working model)."""
+    import numpy as np
+
+    from openigrt.geometry.volume import Volume
+    from openigrt.sim.drr import DrrRenderer
+
+    a = volume.array.astype(np.float32)
+    nz, ny, nx = a.shape
+    a = a[:, : ny // 2 * 2, : nx // 2 * 2].reshape(nz, ny // 2, 2, nx // 2, 2).mean(axis=(2, 4))
+    d = np.asarray(volume.direction)
+    sx, sy, sz = volume.spacing_mm
+    origin = np.asarray(volume.origin_mm) + d @ np.array([sx / 2, sy / 2, 0.0])
+    return DrrRenderer(Volume(a, tuple(origin), (2 * sx, 2 * sy, sz), d))
+
+
 @match_group.command("2d2d")
 @click.option("--reference", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="The two reference RT Images (DRRs).")
 @click.option("--acquired", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="The two acquired RT Images, in the same order.")
-@click.option("--dof", type=click.Choice(["3"]), default="3", show_default=True,
-              help="3 = translation (6-DoF 2D/3D is not available from the CLI yet).")
+@click.option("--ct", "ct_dir", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Planning CT: refine against DRRs rendered on the fly (needed for --dof 6).")
+@click.option("--dof", type=click.Choice(["3", "6"]), default="3", show_default=True,
+              help="3 = translation; 6 = translations + rotations (2D/3D, needs --ct).")
 @_iso_options
 @common_options
-def match_2d2d_cmd(*, settings: Settings, reference: tuple[Path, Path], acquired: tuple[Path, Path], dof: str,
-                   plan: Path | None, isocenter: str | None, init_laser_iso: str | None, as_json: bool,
-                   out_dir: Path | None) -> int:
-    """2D/2D: two projections ~90° apart vs their references → 3D translation (MATCH-2)."""
-    from openigrt.match import match_2d2d
+def match_2d2d_cmd(*, settings: Settings, reference: tuple[Path, Path], acquired: tuple[Path, Path],
+                   ct_dir: Path | None, dof: str, plan: Path | None, isocenter: str | None, init_laser_iso: str | None,
+                   as_json: bool, out_dir: Path | None) -> int:
+    """2D/2D: two projections ~90° apart vs their references → 3D translation (and rotations) (MATCH-2)."""
+    from openigrt.match import match_2d2d, match_2d3d
 
+    if dof == "6" and ct_dir is None:
+        raise click.UsageError("--dof 6 needs --ct (DRRs are rendered from the planning CT)")
     refs = _rt_images(reference)
     acqs = _rt_images(acquired)
     ctx = _resolve(isocenter=isocenter, init_laser_iso=init_laser_iso, plan=plan,
-                   ref_iso=refs[0][0].geometry.effective_isocenter_position_mm(),
-                   ver_iso=acqs[0][0].geometry.effective_isocenter_position_mm(),
-                   ref_position=refs[0][0].geometry.effective_patient_position())
+                   ref_iso=refs[0][0].geometry.effective_isocenter_position_mm,
+                   ver_iso=acqs[0][0].geometry.effective_isocenter_position_mm,
+                   ref_position=refs[0][0].geometry.effective_patient_position)
     iso = ctx.laser_iso or (0.0, 0.0, 0.0)
-    result = match_2d2d([r[3] for r in refs], [a[3] for a in acqs], [a[1] for a in acqs], isocenter_mm=iso)
+    renderer = _half_renderer(_ct(ct_dir)[0].volume) if ct_dir is not None else None
+    ref_pix, acq_pix, geoms = [r[3] for r in refs], [a[3] for a in acqs], [a[1] for a in acqs]
+    if dof == "6":
+        result = match_2d3d(acq_pix, geoms, renderer, isocenter_mm=iso, references=ref_pix)
+    else:
+        result = match_2d2d(ref_pix, acq_pix, geoms, isocenter_mm=iso, renderer=renderer)
     reg = _write_reg(out_dir, refs=[r[2] for r in refs], vers=[a[2] for a in acqs], result=result,
                      sub_type="2D2D", settings=settings)
     _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})
@@ -316,9 +341,9 @@ def match_2d_cmd(*, settings: Settings, reference: Path, acquired: Path, no_rota
     (r_img, _, r_ds, r_pix), = _rt_images([reference])
     (a_img, a_geom, a_ds, a_pix), = _rt_images([acquired])
     ctx = _resolve(isocenter=isocenter, init_laser_iso=init_laser_iso, plan=plan,
-                   ref_iso=r_img.geometry.effective_isocenter_position_mm(),
-                   ver_iso=a_img.geometry.effective_isocenter_position_mm(),
-                   ref_position=r_img.geometry.effective_patient_position())
+                   ref_iso=r_img.geometry.effective_isocenter_position_mm,
+                   ver_iso=a_img.geometry.effective_isocenter_position_mm,
+                   ref_position=r_img.geometry.effective_patient_position)
     result = match_2d(r_pix, a_pix, a_geom, isocenter_mm=ctx.laser_iso or (0.0, 0.0, 0.0), rotation=not no_rotation)
     reg = _write_reg(out_dir, refs=[r_ds], vers=[a_ds], result=result, sub_type="2D", settings=settings)
     _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})
@@ -338,7 +363,7 @@ def match_marker_cmd(*, settings: Settings, ct_dir: Path, structure_set: Path | 
     """Marker match: markers found in two projections → 3D shift, per-marker residuals (MATCH-5)."""
     import numpy as np
 
-    from openigrt.match import detect_markers, marker_only_volume, match_markers
+    from openigrt.match import detect_markers, match_markers, split_markers
 
     ct, ct_ds = _ct(ct_dir)
     if structure_set is not None:
@@ -352,17 +377,15 @@ def match_marker_cmd(*, settings: Settings, ct_dir: Path, structure_set: Path | 
             raise PreconditionError(f"{ct_dir}: no marker detected in the planning CT")
         names, planned = [f"Marker{i + 1}" for i in range(len(found))], np.array([m.position_mm for m in found])
     acqs = _rt_images(acquired)
-    templates = None
-    try:
-        from openigrt.sim.drr import DrrRenderer
+    from openigrt.sim.drr import DrrRenderer
 
-        rend = DrrRenderer(marker_only_volume(ct.volume))
-        templates = [rend.render(a[1]) for a in acqs]
-    except ImportError:  # pragma: no cover - renderer not installed: blob detection
-        templates = None
+    marker_vol, anatomy_vol = split_markers(ct.volume)
+    templates = [DrrRenderer(marker_vol).render(a[1]) for a in acqs]
+    anatomy = [DrrRenderer(anatomy_vol).render(a[1]) for a in acqs]
     ctx = _resolve(isocenter=isocenter, init_laser_iso=init_laser_iso, plan=plan, ref_iso=None,
-                   ver_iso=acqs[0][0].geometry.effective_isocenter_position_mm(), ref_position=ct.patient_position)
-    result = match_markers(planned, [a[3] for a in acqs], [a[1] for a in acqs], names=names, templates=templates)
+                   ver_iso=acqs[0][0].geometry.effective_isocenter_position_mm, ref_position=ct.patient_position)
+    result = match_markers(planned, [a[3] for a in acqs], [a[1] for a in acqs], names=names, templates=templates,
+                           anatomy=anatomy)
     reg = _write_reg(out_dir, refs=ct_ds, vers=[a[2] for a in acqs], result=result, sub_type="MARKER",
                      settings=settings)
     _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})

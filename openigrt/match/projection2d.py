@@ -286,7 +286,7 @@ def match_2d(
         m[:3, 3] = iso - r @ iso
     m[:3, 3] += d
     return MatchResult(
-        transform=RigidTransform(m), match_type=MatchType.SIMPLE_2D, dof=3 if not rotation else 4,
+        transform=RigidTransform(m), match_type=MatchType.SIMPLE_2D, dof=3,
         metric=v.ncc, metric_name="NCC (band-passed)", iterations=v.iterations,
         stop_reason=StopReason.CONVERGED, overlap_fraction=v.overlap_fraction,
         elapsed_s=time.perf_counter() - t0,
