@@ -47,6 +47,7 @@ from openigrt.net.acceptor import (
     parse_command,
 )
 from openigrt.net.ae import set_tcp_nodelay
+from openigrt.net.header import check_structure
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
@@ -198,10 +199,13 @@ def _command_fragments(body: bytes | bytearray, command: bytearray) -> bool:
 
 
 def _decode(data: bytes, transfer_syntax: str) -> Dataset:
+    """Decode an identifier; raise on a truncated or malformed one (pydicom alone reads those silently)."""
     from io import BytesIO
 
     from pydicom.filereader import read_dataset
 
+    if data:
+        check_structure(data, implicit_vr=transfer_syntax == _IMPLICIT)
     ds = read_dataset(BytesIO(data), transfer_syntax == _IMPLICIT, True)
     for _ in ds:  # decode every element now: a bad identifier fails here
         pass

@@ -464,3 +464,37 @@ def test_concurrent_moves_from_two_scus(archive: EmbeddedArchive, series: Series
         for t in threads:
             t.join(timeout=30)
     assert results == [0, 0, 0] and sorted(rx.uids()) == sorted(series.sop_uids)
+
+
+@pytest.mark.parametrize("operation", ["find", "move"])
+def test_undecodable_identifiers_are_c000_and_the_association_lives_on(archive: EmbeddedArchive,
+                                                                        operation: str) -> None:
+    from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_MOVE
+
+    from openigrt.config import Settings
+    from openigrt.net.ae import build_contexts, make_ae, open_association
+
+    settings = Settings()
+    tap = ResponseTap()
+    model = FIND if operation == "find" else MOVE
+    contexts = build_contexts([(model, [EXPLICIT]), ("1.2.840.10008.1.1", [IMPLICIT])])
+    with open_association(make_ae(settings, ae_title="RAW"), archive.remote, settings=settings, contexts=contexts,
+                          evt_handlers=[tap.handler()]) as assoc:
+        with reactor_paused(assoc):
+            for garbage in (b"\x08\x00\x52\x00ZZ\x02\x00AB",  # not a VR
+                            b"\x08\x00\x52\x00CS\xff\x7fIMAGE",  # truncated value
+                            b"\x01\x02\x03"):  # not even an element header
+                req = C_FIND() if operation == "find" else C_MOVE()
+                req.MessageID = tap.new_message_id()
+                req.AffectedSOPClassUID, req.Priority = model, 0
+                if operation == "move":
+                    req.MoveDestination = "ANYONE"
+                req.Identifier = io.BytesIO(garbage)
+                send_request(assoc, req, assoc.accepted_contexts[0].context_id)
+                rsp = tap.wait(assoc, req.MessageID, timeout=10, peer="archive", what=operation)
+                assert rsp.status == 0xC000 and rsp.comment.startswith("undecodable identifier"), rsp.comment
+            echo = C_ECHO()
+            echo.MessageID = tap.new_message_id()
+            echo.AffectedSOPClassUID = "1.2.840.10008.1.1"
+            send_request(assoc, echo, assoc.accepted_contexts[1].context_id)
+            assert tap.wait(assoc, echo.MessageID, timeout=10, peer="archive", what="echo").status == 0
