@@ -117,6 +117,15 @@ def masked_ncc_search(
     Returns
     -------
     ShiftPeak
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> moving = rng.normal(size=(64, 64))
+    >>> fixed = np.roll(moving, (3, -5), axis=(0, 1))  # fixed(x) = moving(x - (3, -5))
+    >>> peak = masked_ncc_search(fixed, moving, max_shift=8)
+    >>> [round(v) for v in peak.shift], round(peak.ncc, 2)
+    ([3, -5], 1.0)
     """
     ncc, n = masked_ncc_map(fixed, moving, fixed_mask=fixed_mask, moving_mask=moving_mask,
                             max_shift=max_shift, min_overlap_fraction=min_overlap_fraction)

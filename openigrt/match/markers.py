@@ -92,6 +92,17 @@ def detect_markers(
     -------
     tuple of DetectedMarker
         Sorted by z, then y, then x (patient mm).
+
+    Examples
+    --------
+    A 2-voxel "seed" of 3000 HU between two slices, next to a large bone block (not a marker):
+
+    >>> hu = np.zeros((20, 40, 40), np.float32)
+    >>> hu[:, 25:40, :] = 800.0
+    >>> hu[9:11, 10, 12] = 3000.0
+    >>> ct = Volume(hu, origin_mm=(0.0, 0.0, 0.0), spacing_mm=(1.0, 1.0, 2.0))
+    >>> [tuple(round(v, 2) for v in m.position_mm) for m in detect_markers(ct)]
+    [(12.0, 10.0, 19.0)]
     """
     from scipy import ndimage
 
@@ -120,7 +131,8 @@ def detect_markers(
         ext_mm = (kji.max(axis=0) - kji.min(axis=0) + 1) * np.array([dz, dy, dx])
         if peak < peak_excess_hu or vol > max_volume_mm3 or float(ext_mm.max()) > max_extent_mm:
             continue
-        found.append(DetectedMarker(tuple(_weighted_centre(ct, excess, labels == idx, sl)), peak, vol,
+        centre = _weighted_centre(ct, excess, labels == idx, sl)
+        found.append(DetectedMarker((float(centre[0]), float(centre[1]), float(centre[2])), peak, vol,
                                     float(np.linalg.norm(ext_mm))))
     return tuple(sorted(found, key=lambda m: (m.position_mm[2], m.position_mm[1], m.position_mm[0])))
 

@@ -103,12 +103,6 @@ def _fit_gain_joint(f: NDArray[np.float64], m: NDArray[np.float64], jac: NDArray
     return float(beta[0]), float(beta[1])
 
 
-def _fit_gain(f: NDArray[np.float64], m: NDArray[np.float64]) -> tuple[float, float]:
-    x = np.column_stack([m, np.ones_like(m)])
-    g, o = np.linalg.lstsq(x, f, rcond=None)[0]
-    return float(g), float(o)
-
-
 def match_2d3d(
     acquired: Sequence[NDArray[np.floating]],
     geometries: Sequence[Any],

@@ -58,7 +58,11 @@ ROTATION_TOLERANCE_DEG = 0.002
 
 @dataclass(frozen=True)
 class BoxROI:
-    """Axis-aligned box in **reference** patient mm: centre and half sizes (x, y, z)."""
+    """Axis-aligned box in **reference** patient mm: centre and half sizes (x, y, z).
+
+    >>> BoxROI((0.0, 0.0, 0.0), (10.0, 10.0, 5.0)).contains(np.array([[9.0, 0.0, 0.0], [0.0, 0.0, 6.0]]))
+    array([ True, False])
+    """
 
     center_mm: tuple[float, float, float]
     half_size_mm: tuple[float, float, float]
@@ -311,7 +315,7 @@ def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterat
     return s, it, converged, float(ncc), float(st["n"] / len(q))
 
 
-def _coarse_translation_search(level: _Level, ver_shape_img: Any, s: NDArray[np.float64],
+def _coarse_translation_search(level: _Level, s: NDArray[np.float64],
                                search_range_mm: float, fixed_grid_and_mask: tuple[_Grid, NDArray[np.bool_]]
                                ) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Exhaustive masked-NCC translation search; returns the updated S and a report."""
@@ -417,7 +421,7 @@ def register_3d3d(
             raise RegistrationError("3D/3D: the verification volume is blank inside its field of view / ROI")
         if li == 0 and search_range_mm > 0:
             fg = _coarse_fixed_grid(pyr, spacing, roi_fn, s)
-            s, rep = _coarse_translation_search(level, ver_img, s, search_range_mm, fg)
+            s, rep = _coarse_translation_search(level, s, search_range_mm, fg)
             details["coarse_search"] = rep
         last = li == len(levels_mm) - 1
         rot_tol = np.deg2rad(ROTATION_TOLERANCE_DEG if last else 10 * ROTATION_TOLERANCE_DEG)
