@@ -150,6 +150,10 @@ def _weighted_centre(ct: Volume, excess: NDArray[np.float32], comp: NDArray[np.b
 
 
 # ----------------------------------------------------------------------------- 2D marker finding
+#: each marker is first looked for within this distance (mm) of the constellation's position ...
+MARKER_LOCAL_MM = 1.0
+#: ... and taken from the wider refinement window only when its NCC there is better by this much
+MARKER_MIGRATION_NCC_GAIN = 0.15
 #: fine Gaussian of the template matching band-pass (mm at the isocenter): noise suppression
 TEMPLATE_FINE_MM = 0.5
 #: a marker blob must exceed this many robust standard deviations of the blob response
@@ -588,17 +592,22 @@ def find_markers_2d_template(
     score = np.sum([np.maximum(np.where(np.isfinite(m), m, 0.0), 0.0) for m in maps], axis=0)
     pk = peak_of(np.where(score > 0, score, -np.inf))
     offset = np.rint(np.asarray(pk.shift)).astype(int)
-    r_ref = int(np.ceil(refine_mm * s))
     shape = maps[0].shape
     u = [np.where(np.arange(n) > n // 2, np.arange(n) - n, np.arange(n)) for n in shape]
-    window = (np.abs(u[0] - offset[0])[:, None] <= r_ref) & (np.abs(u[1] - offset[1])[None, :] <= r_ref)
+    dist = np.maximum(np.abs(u[0] - offset[0])[:, None], np.abs(u[1] - offset[1])[None, :])
+    near = dist <= max(1, int(np.ceil(MARKER_LOCAL_MM * s)))  # markers move together: stay close
+    wide = dist <= int(np.ceil(refine_mm * s))  # ... unless one clearly sits elsewhere (migrated)
     out: list[tuple[float, float] | None] = []
     nccs = []
     for e, m in zip(exp_rc, maps):
-        p = peak_of(np.where(window, m, -np.inf))
+        p = peak_of(np.where(near, m, -np.inf))
+        p_wide = peak_of(np.where(wide, m, -np.inf))
+        if p_wide.ncc > p.ncc + MARKER_MIGRATION_NCC_GAIN:
+            p = p_wide
         nccs.append(p.ncc)
         if p.ncc < 0.3:
             out.append(None)
             continue
         out.append((float(e[1] + lo[1] + p.shift[1]), float(e[0] + lo[0] + p.shift[0])))
-    return out, {"offset_px": (float(offset[1]), float(offset[0])), "polarity": int(sign), "marker_ncc": nccs}
+    return out, {"offset_px": (float(offset[1]), float(offset[0])), "offset_subpixel": (float(pk.shift[1]), float(pk.shift[0])),
+                 "polarity": int(sign), "marker_ncc": nccs}
