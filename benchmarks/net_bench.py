@@ -154,6 +154,28 @@ def bench_receive(files: list[Path], work: Path, runs: int) -> dict[str, tuple[f
     return out
 
 
+def bench_disk(files: list[Path], work: Path, runs: int) -> dict[str, tuple[float, list[float]]]:
+    """The durability floor of (a): our atomic write of every file (fsync file, rename, fsync dir), no network."""
+    from openigrt.net.cache import atomic_write
+
+    datas = [f.read_bytes() for f in files]
+
+    def one(i: int) -> float:
+        d = work / f"disk-{i}"
+        d.mkdir()
+        t0 = time.perf_counter()
+        for k, data in enumerate(datas):
+            atomic_write(d / f"{k}.dcm", [data])
+        dt = time.perf_counter() - t0
+        shutil.rmtree(d, ignore_errors=True)
+        return dt
+
+    name = "atomic_write of the 200 files alone (fsync + rename + fsync dir), same disk"
+    out = {name: median_of(runs, one)}
+    print(f"  (a) {name}: {out[name][0]:.3f} s", flush=True)
+    return out
+
+
 # --------------------------------------------------------------------------- (b) send
 def bench_send(files: list[Path], work: Path, runs: int) -> dict[str, tuple[float, list[float]]]:
     out: dict[str, tuple[float, list[float]]] = {}
@@ -321,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, dict[str, tuple[float, list[float]]]] = {}
         if "receive" in parts:
             results["receive"] = bench_receive(files, work, args.runs)
+            results["receive"].update(bench_disk(files, work, args.runs))
         if "send" in parts:
             results["send"] = bench_send(files, work, args.runs)
         if "load" in parts:
