@@ -326,7 +326,8 @@ def match_2d2d(
     for ref, acq, proj in zip(references, acquired, projectors):
         j, c, s = _view_setup(proj, iso)
         v = register_projection(ref, acq, center_colrow=c, pixels_per_mm=s, rotation=False,
-                                search_mm=search_mm, roi_half_mm=roi_half_mm)
+                                search_mm=search_mm, roi_half_mm=roi_half_mm,
+                                max_iterations=3 if renderer is not None else 20)  # DRR refinement follows
         js.append(j)
         us.append(np.asarray(v.shift_px))
         views.append(v)

@@ -78,6 +78,7 @@ class _View:
         if self.roi.sum() < 400:
             raise RegistrationError("2D/3D: the region of interest around the isocenter is outside the image")
         self.f_roi = self.fixed[self.roi]
+        self.j_iso = projection_jacobian(self.geometry, iso[None, :])[0]  # binned px per mm at the isocenter
 
     def _filter(self, img: NDArray[np.floating]) -> NDArray[np.float64]:
         from scipy import ndimage
@@ -93,6 +94,17 @@ class _View:
     def moving(self, renderer: Any, t: NDArray[np.float64]) -> NDArray[np.float64]:
         img = renderer.render(self.geometry, setup_error=RigidTransform(t))
         return self._filter(img)[self.roi]
+
+    def moving_and_shift_jacobian(self, renderer: Any, t: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Model at *t* and its approximate derivative w.r.t. a patient translation (ROI, (N, 3)).
+
+        The approximation moves the whole DRR like the isocenter plane (``−∇M · J_iso``); used
+        only as the Gauss-Newton Jacobian, so the fixed point (model = image) stays exact.
+        """
+        full = self._filter(renderer.render(self.geometry, setup_error=RigidTransform(t)))
+        g_r, g_c = np.gradient(full)
+        jac = -(g_c[self.roi][:, None] * self.j_iso[0][None, :] + g_r[self.roi][:, None] * self.j_iso[1][None, :])
+        return full[self.roi], jac
 
 
 def _fit_gain_joint(f: NDArray[np.float64], m: NDArray[np.float64], jac: NDArray[np.float64]) -> tuple[float, float]:
@@ -115,6 +127,7 @@ def match_2d3d(
     roi_half_mm: float = ROI_HALF_MM,
     max_iterations: int = 12,
     dof: int = 6,
+    image_jacobian: bool = True,
 ) -> MatchResult:
     """6-DoF 2D/2D match by 2D/3D registration against DRRs rendered on the fly (MATCH-2).
 
@@ -136,7 +149,11 @@ def match_2d3d(
         Working resolution and ROI half-size at the isocenter; Gauss-Newton iterations.
     dof : {6, 3}
         3 = translations only (removes the depth-dependent magnification bias of the pure 2D
-        shift method; 3 extra renders per view and iteration instead of 6).
+        shift method).
+    image_jacobian : bool
+        Translation columns of the Jacobian from the image gradient (no extra render) instead of
+        finite differences (3 renders per view and iteration); rotations always use finite
+        differences. The converged solution is the same (the model itself is exact).
 
     Returns
     -------
@@ -163,9 +180,15 @@ def match_2d3d(
     for it in range(1, max_iterations + 1):
         rows, res = [], []
         for v in views:
-            m0 = v.moving(renderer, t)
-            jac = np.column_stack([(v.moving(renderer, _delta_matrix(st[:3], st[3:], iso) @ t) - m0)
-                                   / np.linalg.norm(st) for st in steps])  # d(model)/d(omega [rad], tau [mm])
+            if image_jacobian:  # translations from the image gradient, rotations by finite differences
+                m0, jac_t = v.moving_and_shift_jacobian(renderer, t)
+                jac_r = [(v.moving(renderer, _delta_matrix(st[:3], st[3:], iso) @ t) - m0) / np.linalg.norm(st)
+                         for st in steps[:3]] if dof == 6 else []
+                jac = np.column_stack([*jac_r, jac_t])
+            else:
+                m0 = v.moving(renderer, t)
+                jac = np.column_stack([(v.moving(renderer, _delta_matrix(st[:3], st[3:], iso) @ t) - m0)
+                                       / np.linalg.norm(st) for st in steps])  # d(model)/d(omega [rad], tau [mm])
             # gain and offset fitted jointly with the motion columns (as NCC's Gauss-Newton needs:
             # a gain fitted alone is biased low by the mismatch and makes the steps overshoot)
             g, o = _fit_gain_joint(v.f_roi, m0, jac)
