@@ -135,21 +135,22 @@ def field_of_view_mask(verification: Volume, *, erode_voxels: int = 2) -> NDArra
     reconstruction never repeats one value that often); otherwise every voxel is valid. The mask
     is eroded by *erode_voxels* in-plane to stay clear of the edge.
     """
-    from scipy import ndimage
-
     a = verification.array
     sample = a[:: max(1, a.shape[0] // 16), ::4, ::4].ravel()
     values, counts = np.unique(sample, return_counts=True)
     top = int(np.argmax(counts))
     if counts[top] < 0.02 * sample.size:
         return np.ones(a.shape, bool)
-    mask = a != values[top]
-    if erode_voxels > 0:
-        st = np.zeros((1, 3, 3), bool)
-        st[0] = True
-        mask = ndimage.binary_erosion(mask, structure=st, iterations=erode_voxels)
-    # fill isolated padding-valued voxels inside the FOV (e.g. exact -1000 air)
-    return ndimage.binary_fill_holes(mask, structure=np.ones((1, 3, 3), bool)) if mask.any() else mask
+    from scipy import ndimage
+
+    # isolated padding-valued voxels inside the FOV (e.g. an exact -1000 in air) are not "outside":
+    # a voxel is inside when most of its in-plane 5x5 neighbourhood is not padding ...
+    valid = ndimage.uniform_filter((a != values[top]).astype(np.float32), size=(1, 5, 5), mode="constant") > 0.5
+    if erode_voxels <= 0:
+        return valid
+    # ... and kept when its whole (2e+1)^2 in-plane neighbourhood is inside (erosion, separable)
+    n = 2 * erode_voxels + 1
+    return ndimage.uniform_filter(valid.astype(np.float32), size=(1, n, n), mode="constant") > 1.0 - 1e-3
 
 
 # ----------------------------------------------------------------------------- the registration
