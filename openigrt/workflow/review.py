@@ -85,7 +85,9 @@ def render_review(picture: ReviewPicture, path: Path, *, dpi: int = 90) -> Path:
     n = len(picture.panels)
     if n == 0:
         raise ValueError("a review picture needs at least one panel")
-    fig, axes = plt.subplots(n, 4, figsize=(16, 4.2 * n + 0.8), squeeze=False)
+    header_in = 0.22 * (len(picture.lines) + 2)
+    fig_h = 3.8 * n + header_in
+    fig, axes = plt.subplots(n, 4, figsize=(16, fig_h), squeeze=False)
     for row, panel in enumerate(picture.panels):
         images = [
             ("before: blend", blend(panel.reference_before, panel.acquired)),
@@ -101,7 +103,7 @@ def render_review(picture: ReviewPicture, path: Path, *, dpi: int = 90) -> Path:
             _draw_markers(ax, panel, after=col >= 2)
     header = picture.title + ("\n" + "\n".join(picture.lines) if picture.lines else "")
     fig.suptitle(header, fontsize=11, family="monospace")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.04 * (1 + len(picture.lines)) / max(n, 1)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - header_in / fig_h))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

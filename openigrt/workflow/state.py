@@ -85,6 +85,7 @@ class CreatedObject:
     match_id: str | None = None
     stored: bool = False
     store_status: str | None = None
+    stored_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,11 +118,22 @@ class SessionState:
         raise WorkflowError(f"session has no acquisition {acquisition_id!r}")
 
     def unstored(self) -> tuple[CreatedObject, ...]:
-        """Created objects of accepted matches (or of no match) not yet stored."""
+        """The objects to send at "close fraction": one version per SOP Instance UID, not yet stored.
+
+        Objects of accepted matches and objects of no match (acquired images) qualify. When one
+        instance exists in several versions (an acquired RT Image, and the same image with the
+        marker curves of an accepted marker match, IOD-5), the match's version wins. An instance
+        any version of which was stored is never sent again.
+        """
         accepted = {m.match_id for m in self.matches if m.decision == ACCEPTED}
-        return tuple(
-            c for c in self.created if not c.stored and (c.match_id is None or c.match_id in accepted)
-        )
+        stored = {c.sop_instance_uid for c in self.created if c.stored}
+        chosen: dict[str, CreatedObject] = {}
+        for c in self.created:
+            if c.sop_instance_uid in stored or not (c.match_id is None or c.match_id in accepted):
+                continue
+            if c.sop_instance_uid not in chosen or c.match_id is not None:
+                chosen[c.sop_instance_uid] = c
+        return tuple(chosen.values())
 
     # ------------------------------------------------------------------ updates (pure)
     def with_acquisition(self, acq: Acquisition) -> SessionState:
@@ -141,14 +153,21 @@ class SessionState:
         return self.with_match(rec)
 
     def with_created(self, obj: CreatedObject) -> SessionState:
-        others = tuple(c for c in self.created if c.sop_instance_uid != obj.sop_instance_uid)
+        """Add or replace the object with the same (SOP Instance UID, match)."""
+        key = (obj.sop_instance_uid, obj.match_id)
+        others = tuple(c for c in self.created if (c.sop_instance_uid, c.match_id) != key)
         return replace(self, created=others + (obj,))
 
-    def with_stored(self, sop_instance_uid: str, status: str) -> SessionState:
+    def without_match_objects(self, match_id: str) -> SessionState:
+        """Drop the (unstored) objects of a match, e.g. before rebuilding them after an adjustment."""
+        return replace(self, created=tuple(c for c in self.created if c.match_id != match_id or c.stored))
+
+    def with_stored(self, obj: CreatedObject, status: str) -> SessionState:
+        """Mark *obj* (this version of the instance) as stored with *status*."""
         for c in self.created:
-            if c.sop_instance_uid == sop_instance_uid:
-                return self.with_created(replace(c, stored=True, store_status=status))
-        raise WorkflowError(f"session created no object {sop_instance_uid}")
+            if (c.sop_instance_uid, c.match_id) == (obj.sop_instance_uid, obj.match_id):
+                return self.with_created(replace(c, stored=True, store_status=status, stored_at=_now()))
+        raise WorkflowError(f"session created no object {obj.sop_instance_uid}")
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_only_accepted_unstored_objects_are_sent_once(tmp_path: Path) -> None:
     s = _state().with_decision("m1", ACCEPTED, (0.5, 0.0, -1.0)).with_decision("m2", REJECTED)
     assert [c.sop_instance_uid for c in s.unstored()] == ["9.1", "9.3"]
-    s = s.with_stored("9.1", "0000")
+    s = s.with_stored(s.unstored()[0], "0000")
     assert [c.sop_instance_uid for c in s.unstored()] == ["9.3"]
     assert s.match("m1").adjustment_mm == (0.5, 0.0, -1.0)
 
@@ -76,3 +76,17 @@ def test_bad_decision_rejected() -> None:
         _state().with_decision("m1", "maybe")
     with pytest.raises(WorkflowError):
         _state().with_decision("nope", ACCEPTED)
+
+
+def test_match_version_of_an_image_wins_and_is_sent_once() -> None:
+    s = _state()
+    s = s.with_match(MatchRecord("mk", "marker", "acq1", {}))
+    s = s.with_created(CreatedObject("9.3", "1.2.840.10008.5.1.4.1.1.481.1", "RTIMAGE-CURVES", "ri_curves.dcm",
+                                     match_id="mk"))
+    assert {c.path for c in s.unstored() if c.sop_instance_uid == "9.3"} == {"ri.dcm"}  # marker match not accepted
+    s = s.with_decision("mk", ACCEPTED)
+    chosen = [c for c in s.unstored() if c.sop_instance_uid == "9.3"]
+    assert [c.path for c in chosen] == ["ri_curves.dcm"]
+    s = s.with_stored(chosen[0], "0000")
+    assert all(c.sop_instance_uid != "9.3" for c in s.unstored())
+    assert s.without_match_objects("mk").created == s.created  # stored versions are kept
