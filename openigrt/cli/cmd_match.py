@@ -88,6 +88,32 @@ def _points(rs: Any, interpreted_type: str) -> list[tuple[str, tuple[float, floa
     return out
 
 
+def _structure_mask(rs: Any, name: str, volume: Any, margin_mm: float) -> Any:
+    """Voxels of *volume* inside the CLOSED_PLANAR contours of ROI *name*, grown by *margin_mm*."""
+    import numpy as np
+    from matplotlib.path import Path as MplPath
+    from scipy import ndimage
+
+    numbers = [r.roi_number for r in rs.rois if (r.roi_name or "").upper() == name.upper()]
+    contours = [c for rc in rs.roi_contours if rc.referenced_roi_number in numbers for c in rc.contours
+                if len(c.points_mm) >= 3]
+    if not contours:
+        raise PreconditionError(f"{rs.source}: no closed contour for ROI {name!r}")
+    nz, ny, nx = volume.shape
+    mask = np.zeros(volume.shape, bool)
+    jj, ii = np.mgrid[0:ny, 0:nx]
+    for c in contours:
+        ijk = volume.patient_to_index(c.points_mm)
+        k = int(round(float(np.median(ijk[:, 2]))))
+        if 0 <= k < nz:
+            inside = MplPath(ijk[:, :2]).contains_points(np.column_stack([ii.ravel(), jj.ravel()]))
+            mask[k] |= inside.reshape(ny, nx)
+    if margin_mm > 0:
+        dist = ndimage.distance_transform_edt(~mask, sampling=volume.spacing_mm[::-1])
+        mask = dist <= margin_mm
+    return mask
+
+
 @dataclass(frozen=True)
 class _Context:
     planned_iso: tuple[float, float, float] | None
@@ -220,10 +246,14 @@ def _iso_options(f: Any) -> Any:
 @click.option("--dof", type=click.Choice(["3", "6"]), default="6", show_default=True)
 @click.option("--roi", default=None, metavar="HX,HY,HZ",
               help="Box half sizes (mm) around the planned isocenter to restrict the match to.")
+@click.option("--roi-structure", default=None, metavar="NAME",
+              help="Restrict the match to this structure of --structure-set (e.g. PTV), grown by --roi-margin.")
+@click.option("--roi-margin", type=float, default=10.0, show_default=True, help="Margin (mm) around --roi-structure.")
 @_iso_options
 @common_options
 def match_3d3d(*, settings: Settings, reference: Path, verification: Path, structure_set: Path | None,
-               verification_structure_set: Path | None, dof: str, roi: str | None, plan: Path | None,
+               verification_structure_set: Path | None, dof: str, roi: str | None, roi_structure: str | None,
+               roi_margin: float, plan: Path | None,
                isocenter: str | None, init_laser_iso: str | None, as_json: bool, out_dir: Path | None) -> int:
     """3D/3D: verification CBCT vs planning CT (MATCH-3)."""
     from openigrt.match import BoxROI, register_3d3d
@@ -245,7 +275,12 @@ def match_3d3d(*, settings: Settings, reference: Path, verification: Path, struc
         if ctx.planned_iso is None:
             raise click.BadParameter("--roi needs a planned isocenter (--plan or --isocenter)")
         box = BoxROI(center_mm=ctx.planned_iso, half_size_mm=half)  # type: ignore[arg-type]
-    result = register_3d3d(ref.volume, ver.volume, dof=int(dof), roi=box)
+    mask = None
+    if roi_structure is not None:
+        if structure_set is None:
+            raise click.UsageError("--roi-structure needs --structure-set")
+        mask = _structure_mask(_structure_sets(_read_files([structure_set]))[0], roi_structure, ref.volume, roi_margin)
+    result = register_3d3d(ref.volume, ver.volume, dof=int(dof), roi=box, reference_roi_mask=mask)
     reg = _write_reg(out_dir, refs=ref_ds, vers=ver_ds, result=result, sub_type="3D3D", settings=settings)
     _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})
     return EXIT_OK

@@ -79,3 +79,22 @@ def test_2d2d_dof6_needs_ct(session, capsys):
     rc = main(["match", "2d2d", "--reference", str(d / "RI_DRR_11.dcm"), str(d / "RI_DRR_12.dcm"),
                "--acquired", str(kv / "RI_KV11.dcm"), str(kv / "RI_KV12.dcm"), "--dof", "6"])
     assert rc == 2
+
+
+def test_3d3d_structure_roi(session, capsys):
+    d = session / "ph" / "dicom"
+    out = _run(["match", "3d3d", "--reference", str(d / "CT"), "--verification", str(session / "cbct"),
+                "--plan", str(d / "RP_PHANTOM.dcm"), "--structure-set", str(d / "RS_PHANTOM.dcm"),
+                "--roi-structure", "PTV", "--roi-margin", "30"], capsys)
+    exp = _expected(session / "cbct" / "truth.json")
+    assert out["details"]["levels"][-1]["samples"] < 150_000  # restricted to PTV + 30 mm
+    for k in ("vrt_mm", "lng_mm", "lat_mm"):
+        assert out["couch"][k] == pytest.approx(exp[k], abs=0.5), k
+
+
+def test_unknown_roi_structure_is_one_clear_error(session, capsys):
+    d = session / "ph" / "dicom"
+    rc = main(["match", "3d3d", "--reference", str(d / "CT"), "--verification", str(session / "cbct"),
+               "--structure-set", str(d / "RS_PHANTOM.dcm"), "--roi-structure", "NOPE"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "NOPE" in err and "Traceback" not in err
