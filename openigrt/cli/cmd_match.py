@@ -193,7 +193,9 @@ def _print_human(out: dict[str, Any]) -> None:
         con.print("  couch correction: not available (no isocenter known)")
     for m in out.get("markers", []):
         flag = " [red]OUTLIER[/red]" if m["outlier"] else ""
-        con.print(f"  marker {m['name']}: residual {m['residual_mm']:.2f} mm{flag}")
+        res = "not found" if m["residual_mm"] is None else f"residual {m['residual_mm']:.2f} mm"
+        seen = sum(p is not None for p in m["pixel_per_view"])
+        con.print(f"  marker {m['name']}: {res}, found in {seen} view(s){flag}")
 
 
 def _write_reg(out_dir: Path | None, *, refs: Sequence[Any], vers: Sequence[Any], result: Any, sub_type: str,
@@ -423,8 +425,30 @@ def match_marker_cmd(*, settings: Settings, ct_dir: Path, structure_set: Path | 
                            anatomy=anatomy)
     reg = _write_reg(out_dir, refs=ct_ds, vers=[a[2] for a in acqs], result=result, sub_type="MARKER",
                      settings=settings)
-    _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})
+    written = [str(reg)] if reg else []
+    if out_dir is not None and settings.storage.store_markers:
+        written += _write_marker_curves(out_dir, [a[2] for a in acqs], result)
+    _report(result, ctx, as_json=as_json, extra={"written": written})
     return EXIT_OK
+
+
+def _write_marker_curves(out_dir: Path, datasets: Sequence[Any], result: Any) -> list[str]:
+    """The acquired RT Images with the matched marker positions as curves (IOD-5), one file each."""
+    import copy
+
+    from openigrt.iod.build.common import write_file
+    from openigrt.iod.build.curves import MarkerPixel, add_marker_curves
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for v, ds in enumerate(datasets):
+        pix = [MarkerPixel(p[0], p[1], m.name) for m in result.markers if (p := m.pixel_per_view[v]) is not None]
+        if not pix:
+            continue
+        copy_ds = copy.deepcopy(ds)
+        add_marker_curves(copy_ds, pix)
+        paths.append(str(write_file(copy_ds, out_dir / f"RI.{copy_ds.SOPInstanceUID}.dcm")))
+    return paths
 
 
 @click.command("detect-markers")

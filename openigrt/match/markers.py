@@ -154,6 +154,10 @@ def _weighted_centre(ct: Volume, excess: NDArray[np.float32], comp: NDArray[np.b
 MARKER_LOCAL_MM = 1.0
 #: ... and taken from the wider refinement window only when its NCC there is better by this much
 MARKER_MIGRATION_NCC_GAIN = 0.15
+#: a marker's template NCC must reach this to count as found ...
+MARKER_MIN_NCC = 0.45
+#: ... and the median over a view's markers this, else the view fails ("markers not visible")
+MARKER_MIN_VIEW_NCC = 0.55
 #: fine Gaussian of the template matching band-pass (mm at the isocenter): noise suppression
 TEMPLATE_FINE_MM = 0.5
 #: a marker blob must exceed this many robust standard deviations of the blob response
@@ -410,6 +414,10 @@ def match_markers(
                                        refine_mm=refine_mm, marker_diameter_mm=marker_diameter_mm,
                                        polarity=polarity)
         reports.append(rep)
+        if rep.get("marker_ncc") and float(np.median(rep["marker_ncc"])) < MARKER_MIN_VIEW_NCC:
+            raise RegistrationError(
+                f"marker match: the markers are not reliably visible in acquired image {v + 1} (median template "
+                f"NCC {float(np.median(rep['marker_ncc'])):.2f} < {MARKER_MIN_VIEW_NCC}); check exposure and field")
         for i, p in enumerate(pos):
             found[i][v] = p
     tri: dict[int, NDArray[np.float64]] = {}
@@ -447,8 +455,11 @@ def match_markers(
         else:  # seen in one view (or none): reprojection distance scaled to mm
             r = _single_view_residual(projectors, found[i], fitted[i])
             found_mm = None
-        residuals.append(MarkerResidual(labels[i], tuple(float(v) for v in planned[i]), found_mm, r,
-                                        bool(i not in inliers), tuple(found[i])))  # type: ignore[arg-type]
+        # outlier = does not fit the common shift; a marker seen in one view only is judged by its
+        # reprojection distance, one seen nowhere is reported (no position) but not called an outlier
+        outlier = (i not in inliers) if i in tri else bool(np.isfinite(r) and r > outlier_mm)
+        residuals.append(MarkerResidual(labels[i], tuple(float(v) for v in planned[i]), found_mm,
+                                        r if np.isfinite(r) else None, outlier, tuple(found[i])))  # type: ignore[arg-type]
     rms = float(np.sqrt(np.mean([residuals[i].residual_mm ** 2 for i in inliers])))
     return MatchResult(
         transform=transform, match_type=MatchType.MARKER, dof=dof, metric=-rms, metric_name="-RMS marker residual (mm)",
@@ -605,7 +616,7 @@ def find_markers_2d_template(
         if p_wide.ncc > p.ncc + MARKER_MIGRATION_NCC_GAIN:
             p = p_wide
         nccs.append(p.ncc)
-        if p.ncc < 0.3:
+        if p.ncc < MARKER_MIN_NCC:
             out.append(None)
             continue
         out.append((float(e[1] + lo[1] + p.shift[1]), float(e[0] + lo[0] + p.shift[0])))

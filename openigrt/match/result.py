@@ -62,15 +62,17 @@ class MarkerResidual:
     """Per-marker result of a marker match (MATCH-5).
 
     ``residual_mm`` is the distance between the planned marker moved by the fitted shift and the
-    position triangulated from this marker's detections alone (mm, patient frame). ``outlier``
-    is True when it exceeds :data:`MARKER_OUTLIER_MM` (e.g. a migrated marker); outliers do not
-    contribute to the fitted shift but are always reported.
+    position triangulated from this marker's detections alone (mm, patient frame); for a marker
+    found in one view only, its reprojection distance in that view scaled to mm at the marker;
+    None when it was found in no view. ``outlier`` is True when it exceeds
+    :data:`MARKER_OUTLIER_MM` (e.g. a migrated marker); outliers do not contribute to the fitted
+    shift but are always reported. ``pixel_per_view[v]`` is None where the marker was not found.
     """
 
     name: str
     planned_mm: tuple[float, float, float]
     found_mm: tuple[float, float, float] | None
-    residual_mm: float
+    residual_mm: float | None
     outlier: bool
     pixel_per_view: tuple[tuple[float, float] | None, ...]
 

@@ -98,3 +98,67 @@ def test_unknown_roi_structure_is_one_clear_error(session, capsys):
                "--structure-set", str(d / "RS_PHANTOM.dcm"), "--roi-structure", "NOPE"])
     err = capsys.readouterr().err
     assert rc == 1 and "NOPE" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def fine_session(tmp_path_factory) -> Path:
+    """The full-resolution phantom (0.94 x 0.94 x 2 mm): 1 mm gold seeds are resolved."""
+    root = tmp_path_factory.mktemp("phantom_fine")
+    assert main(["phantom", "--out", str(root / "ph")]) == 0
+    dicom = root / "ph" / "dicom"
+    assert main(["acquire", "kv", "--plan", str(dicom / "RP_PHANTOM.dcm"), "--ct", str(dicom / "CT"),
+                 "--beam", "11", "--beam", "12", "--shift", "-5,7,-4", "--seed", "4", "--out", str(root / "kv")]) == 0
+    return root
+
+
+def test_detect_markers_writes_marker_structure_set(fine_session, capsys):
+    import numpy as np
+    import pydicom
+
+    d = fine_session / "ph" / "dicom"
+    out = _run(["detect-markers", "--ct", str(d / "CT"), "--structure-set", str(d / "RS_PHANTOM.dcm"),
+                "--out", str(fine_session / "RS_MARKERS.dcm")], capsys)
+    truth = np.array([f["center_mm"] for f in json.loads((fine_session / "ph" / "phantom.json").read_text())["fiducials"]])
+    found = np.array([m["position_mm"] for m in out["markers"]])
+    assert len(found) == len(truth)
+    assert np.linalg.norm(found[:, None] - truth[None], axis=2).min(axis=0).max() < 0.5
+    rs = pydicom.dcmread(out["written"][0])
+    assert rs.Modality == "RTSTRUCT" and len(rs.StructureSetROISequence) == len(truth)
+
+
+def test_marker_match_cli_refuses_invisible_markers(fine_session, capsys):
+    """``openigrt acquire kv`` images the lateral pelvis at the AP exposure: ~1 photon per pixel
+    behind the pelvis, the seeds are not visible there. The match must say so, not guess."""
+    d = fine_session / "ph" / "dicom"
+    kv = fine_session / "kv"
+    rc = main(["match", "marker", "--ct", str(d / "CT"), "--structure-set", str(d / "RS_PHANTOM.dcm"),
+               "--acquired", str(kv / "RI_KV11.dcm"), str(kv / "RI_KV12.dcm"), "--plan", str(d / "RP_PHANTOM.dcm")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "not reliably visible in acquired image 2" in err and "Traceback" not in err
+
+
+def test_marker_match_cli_couch_and_curves(fine_session, capsys, monkeypatch):
+    """With a lateral-pelvis exposure (10x the AP one) the seeds are visible: couch = truth, and the
+    acquired RT Images are written back with one curve per marker (IOD-5)."""
+    from dataclasses import replace
+
+    import pydicom
+
+    import openigrt.workflow.acquire as wa
+
+    monkeypatch.setattr(wa, "KV_IMAGING", replace(wa.KV_IMAGING, photons_per_pixel=10 * wa.KV_IMAGING.photons_per_pixel))
+    d = fine_session / "ph" / "dicom"
+    kv = fine_session / "kv10"
+    assert main(["acquire", "kv", "--plan", str(d / "RP_PHANTOM.dcm"), "--ct", str(d / "CT"), "--beam", "11",
+                 "--beam", "12", "--shift", "-5,7,-4", "--seed", "4", "--out", str(kv)]) == 0
+    out = _run(["match", "marker", "--ct", str(d / "CT"), "--structure-set", str(d / "RS_PHANTOM.dcm"),
+                "--acquired", str(kv / "RI_KV11.dcm"), str(kv / "RI_KV12.dcm"), "--plan", str(d / "RP_PHANTOM.dcm"),
+                "--out", str(fine_session / "out")], capsys)
+    exp = _expected(kv / "truth.json")
+    for k in ("vrt_mm", "lng_mm", "lat_mm"):
+        assert out["couch"][k] == pytest.approx(exp[k], abs=0.6), k
+    assert len(out["markers"]) == 3 and not any(m["outlier"] for m in out["markers"])
+    images = [p for p in out["written"] if Path(p).name.startswith("RI.")]
+    assert len(images) == 2 and any(Path(p).name.startswith("REG.") for p in out["written"])
+    ds = pydicom.dcmread(images[0])
+    assert int(ds[0x5000, 0x0005].value) == 2 and ds[0x5000, 0x0020].value == "POLY"
