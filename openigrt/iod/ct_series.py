@@ -189,29 +189,27 @@ def _same_plane(a: _Plane, b: _Plane, where: str) -> None:
         raise DicomInputError(f"{where}: (0020,0037) Image Orientation (Patient) differs from the series'")
 
 
-def _slice_hu(f: DicomFile) -> tuple[NDArray[np.float32], int]:
+def _slice_hu(f: DicomFile, out: NDArray[np.float32]) -> int:
+    """Write slice *f* in HU into *out* (rows, cols); return the number of padding pixels."""
     r = AttributeReader(f.dataset, f.source)
     stored = decode_pixels(f)
-    hu = stored.astype(np.float32) * np.float32(r.opt_float("RescaleSlope") or 1.0) + np.float32(
-        r.opt_float("RescaleIntercept") or 0.0)
+    if stored.shape != out.shape:
+        raise DicomInputError(f"{f.source}: (7FE0,0010) Pixel Data holds {stored.shape}, expected {out.shape}")
+    np.multiply(stored, np.float32(r.opt_float("RescaleSlope") or 1.0), out=out, casting="unsafe")
+    out += np.float32(r.opt_float("RescaleIntercept") or 0.0)
     padding = r.opt_int("PixelPaddingValue") if "PixelPaddingValue" in f.dataset else None
-    count = 0
-    if padding is not None:
-        mask = stored == padding
-        count = int(mask.sum())
-        hu[mask] = PADDING_HU
-    return hu, count
+    if padding is None:
+        return 0
+    mask = stored == padding
+    out[mask] = PADDING_HU
+    return int(mask.sum())
 
 
 def _assemble(uid: str, files: list[DicomFile], plane: _Plane, positions: list[NDArray[np.float64]],
               along: NDArray[np.float64], gaps: NDArray[np.float64], uniformity_mm: float) -> CTSeries:
     issues = [i for f in files for i in f.issues]
-    slices_hu, padding = [], 0
-    for f in files:
-        hu, n = _slice_hu(f)
-        slices_hu.append(hu)
-        padding += n
-    array = np.stack(slices_hu)
+    array = np.empty((len(files), plane.rows, plane.cols), np.float32)
+    padding = sum(_slice_hu(f, array[k]) for k, f in enumerate(files))
     origin = positions[0]
     in_plane = [np.array([(p - origin) @ plane.row_dir, (p - origin) @ plane.col_dir]) for p in positions]
     max_offset = float(max(np.abs(v).max() for v in in_plane)) if in_plane else 0.0
