@@ -418,7 +418,7 @@ def test_find_cancel_answers_fe00(archive: EmbeddedArchive) -> None:
 
 
 def test_find_cancel_over_the_wire(archive: EmbeddedArchive, tmp_path: Path) -> None:
-    many = ct_series(tmp_path / "many", patient_id="PAT8", patient_name="MANY", n=40, series_number=8)
+    many = ct_series(tmp_path / "many", patient_id="PAT8", patient_name="MANY", n=80, series_number=8)
     archive.import_paths(many.paths)
     assoc = _scu(archive, FIND)
     try:
@@ -430,8 +430,8 @@ def test_find_cancel_over_the_wire(archive: EmbeddedArchive, tmp_path: Path) -> 
                 assoc.send_c_cancel(5, assoc.accepted_contexts[0].context_id)
     finally:
         assoc.release()
-    # non-indexed key: each match reads its file, so the cancel lands long before match 40
-    assert statuses[-1] == 0xFE00 and 1 <= len(statuses) - 1 < 40
+    # non-indexed key: each match reads its file, so the cancel lands long before match 80
+    assert statuses[-1] == 0xFE00 and 1 <= len(statuses) - 1 < 80
 
 
 def test_query_helper_and_destinations_file(archive: EmbeddedArchive, series: Series) -> None:
