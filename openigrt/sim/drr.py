@@ -117,6 +117,7 @@ class DrrRenderer:
         self.attenuation = attenuation
         self.mu = np.ascontiguousarray(attenuation.mu(volume.array))
         self.occupancy = _occupancy(self.mu)
+        self.empty_runs = _empty_runs(self.occupancy)
         self.box_lo, self.box_hi = _support_box(self.occupancy, self.mu.shape)
 
     def render(self, geometry: ProjectionGeometry, *, setup_error: RigidTransform | None = None) -> NDArray[np.float32]:
@@ -126,7 +127,7 @@ class DrrRenderer:
             return out
         src, det0, du, dv = self._index_geometry(geometry, setup_error)
         m = self.volume.index_to_patient_matrix()[:3, :3]
-        _render(self.mu, self.occupancy, src, det0, du, dv, np.ascontiguousarray(m), self.box_lo, self.box_hi, out)
+        _render(self.mu, self.occupancy, self.empty_runs, src, det0, du, dv, np.ascontiguousarray(m), self.box_lo, self.box_hi, out)
         return out
 
     def _index_geometry(self, geometry: ProjectionGeometry,
@@ -203,6 +204,29 @@ def _block_flags(mu: NDArray[np.float32], bi: int, bj: int, bk: int) -> NDArray[
     return occ
 
 
+def _empty_runs(occ: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Run lengths of empty blocks, for skipping many blocks with one look-up.
+
+    ``runs[2 m + d, z, y, x]`` = how many consecutive blocks, starting at that block and going
+    along index axis ``m`` (0 = i, 1 = j, 2 = k) upwards (``d`` = 0) or downwards (``d`` = 1),
+    are empty **together with all their 26 neighbours** (capped at 255). A ray that drifts by
+    less than one block sideways over such a run meets no flagged block.
+    """
+    from scipy import ndimage
+
+    dil = ndimage.maximum_filter(occ, size=3, mode="nearest") > 0
+    runs = np.zeros((6, *occ.shape), dtype=np.uint8)
+    for m, axis in ((0, 2), (1, 1), (2, 0)):
+        e = np.moveaxis(~dil, axis, 0)
+        for d, order in ((0, range(e.shape[0] - 1, -1, -1)), (1, range(e.shape[0]))):
+            out = np.moveaxis(runs[2 * m + d], axis, 0)
+            prev = np.zeros(e.shape[1:], dtype=np.int32)
+            for b in order:
+                prev = np.where(e[b], np.minimum(prev + 1, 255), 0)
+                out[b] = prev
+    return runs
+
+
 def _occupancy(mu: NDArray[np.float32]) -> NDArray[np.uint8]:
     """Per-block flag "some voxel in the block, or one voxel past its upper faces, has μ > 0".
 
@@ -251,21 +275,55 @@ def _seg_occupied(occ: NDArray[np.uint8], m: int, kb: int, a0: float, a1: float,
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _trim_empty(occ: NDArray[np.uint8], s: NDArray[np.float64], m: int, a_ax: int, b_ax: int, ga: float, gb: float,
-                k_lo: int, k_hi: int) -> tuple[int, int]:
-    """Move ``k_lo`` up and ``k_hi`` down past runs of planes whose blocks are all empty (one block at a time)."""
+def _block_of(occ: NDArray[np.uint8], m: int, km: int, pa: float, pb: float, sm: int, sa: int,
+              sb: int) -> tuple[int, int, int]:
+    """(z, y, x) block indices of plane ``km`` at interpolation-axis positions ``pa``, ``pb``."""
+    gz, gy, gx = occ.shape
+    bm = km // sm
+    if m == 0:
+        return min(max(int(pb) // sb, 0), gz - 1), min(max(int(pa) // sa, 0), gy - 1), bm
+    if m == 1:
+        return min(max(int(pb) // sb, 0), gz - 1), bm, min(max(int(pa) // sa, 0), gx - 1)
+    return bm, min(max(int(pb) // sb, 0), gy - 1), min(max(int(pa) // sa, 0), gx - 1)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _trim_empty(occ: NDArray[np.uint8], runs: NDArray[np.uint8], s: NDArray[np.float64], m: int, a_ax: int,
+                b_ax: int, ga: float, gb: float, k_lo: int, k_hi: int) -> tuple[int, int]:
+    """Move ``k_lo`` up and ``k_hi`` down past planes whose blocks are empty.
+
+    Long empty stretches are jumped with :func:`_empty_runs` (as many blocks as the ray's sideways
+    drift allows, less than one block); the last block before content is checked exactly.
+    """
     sm = 4 if m == 2 else 8  # BLOCK_VOXELS along the marching axis m and the axes a, b
     sa = 8
     sb = 8 if m == 2 else 4
+    jmax = 1 << 20
+    if ga != 0.0:
+        jmax = min(jmax, int(sa / (abs(ga) * sm)))
+    if gb != 0.0:
+        jmax = min(jmax, int(sb / (abs(gb) * sm)))
     while k_lo <= k_hi:
-        seg_end = min((k_lo // sm + 1) * sm - 1, k_hi)
         pa = s[a_ax] + (k_lo - s[m]) * ga
         pb = s[b_ax] + (k_lo - s[m]) * gb
+        bz, by, bx = _block_of(occ, m, k_lo, pa, pb, sm, sa, sb)
+        jump = min(int(runs[2 * m, bz, by, bx]), jmax)
+        if jump > 0:
+            k_lo = (k_lo // sm + jump) * sm
+            continue
+        seg_end = min((k_lo // sm + 1) * sm - 1, k_hi)
         n = seg_end - k_lo
         if _seg_occupied(occ, m, k_lo // sm, pa, pa + n * ga, pb, pb + n * gb, sa, sb):
             break
         k_lo = seg_end + 1
     while k_hi >= k_lo:
+        pa = s[a_ax] + (k_hi - s[m]) * ga
+        pb = s[b_ax] + (k_hi - s[m]) * gb
+        bz, by, bx = _block_of(occ, m, k_hi, pa, pb, sm, sa, sb)
+        jump = min(int(runs[2 * m + 1, bz, by, bx]), jmax)
+        if jump > 0:
+            k_hi = (k_hi // sm - jump + 1) * sm - 1
+            continue
         seg_start = max((k_hi // sm) * sm, k_lo)
         pa = s[a_ax] + (seg_start - s[m]) * ga
         pb = s[b_ax] + (seg_start - s[m]) * gb
@@ -277,8 +335,9 @@ def _trim_empty(occ: NDArray[np.uint8], s: NDArray[np.float64], m: int, a_ax: in
 
 
 @numba.njit(cache=True, fastmath=True)
-def _ray_sum(mu: NDArray[np.float32], flat: NDArray[np.float32], occ: NDArray[np.uint8], s: NDArray[np.float64],
-             d: NDArray[np.float64], lo: NDArray[np.float64], hi: NDArray[np.float64]) -> tuple[float, int]:
+def _ray_sum(mu: NDArray[np.float32], flat: NDArray[np.float32], occ: NDArray[np.uint8], runs: NDArray[np.uint8],
+             s: NDArray[np.float64], d: NDArray[np.float64], lo: NDArray[np.float64],
+             hi: NDArray[np.float64]) -> tuple[float, int]:
     """Σ μ over the voxel planes crossed by ``s + t d`` (t in [0, 1]) and the marching axis.
 
     The ray is clipped to the index box ``[lo, hi]`` (inside ``[0, n − 1]``), so every sample
@@ -306,7 +365,7 @@ def _ray_sum(mu: NDArray[np.float32], flat: NDArray[np.float32], occ: NDArray[np
     b_ax = 1 if m == 2 else 2
     ga = d[a_ax] / d[m]
     gb = d[b_ax] / d[m]
-    k_lo, k_hi = _trim_empty(occ, s, m, a_ax, b_ax, ga, gb, k_lo, k_hi)
+    k_lo, k_hi = _trim_empty(occ, runs, s, m, a_ax, b_ax, ga, gb, k_lo, k_hi)
     # element strides of the marching axis and of the two interpolation axes in the flat array
     sizes = (nx, ny, nz)
     strides = (1, nx, nx * ny)
@@ -332,7 +391,7 @@ def _ray_sum(mu: NDArray[np.float32], flat: NDArray[np.float32], occ: NDArray[np
 
 
 @numba.njit(cache=True, fastmath=True, parallel=True)
-def _render(mu: NDArray[np.float32], occ: NDArray[np.uint8], src: NDArray[np.float64], det0: NDArray[np.float64],
+def _render(mu: NDArray[np.float32], occ: NDArray[np.uint8], runs: NDArray[np.uint8], src: NDArray[np.float64], det0: NDArray[np.float64],
             du: NDArray[np.float64], dv: NDArray[np.float64], idx2mm: NDArray[np.float64],
             lo: NDArray[np.float64], hi: NDArray[np.float64], out: NDArray[np.float32]) -> None:
     rows, cols = out.shape
@@ -342,7 +401,7 @@ def _render(mu: NDArray[np.float32], occ: NDArray[np.uint8], src: NDArray[np.flo
         for c in range(cols):
             for a in range(3):
                 d[a] = det0[a] + c * du[a] + r * dv[a] - src[a]
-            total, m = _ray_sum(mu, flat, occ, src, d, lo, hi)
+            total, m = _ray_sum(mu, flat, occ, runs, src, d, lo, hi)
             if total == 0.0:
                 continue
             inv = 1.0 / abs(d[m])
