@@ -39,7 +39,6 @@ Examples
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import os
 import re

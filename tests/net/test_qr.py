@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
