@@ -146,6 +146,9 @@ def run_3d3d(ph: Any, n: int, peers: bool) -> tuple[list[str], dict[str, Any]]:
         methods["SimpleITK Euler3D + Mattes MI"] = sitk_euler_mi
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in methods}
     det = None
+    # one untimed run first: numba kernels load from their cache (or compile) on the first call
+    warm = simulate_cbct(ph.volume, setup_error=RigidTransform.identity(), isocenter_mm=iso, params=CbctParams(), seed=1)
+    register_3d3d(ph.volume, warm)
     for i, truth in enumerate(setup_errors(n, seed=100, iso=iso)):
         cb = simulate_cbct(ph.volume, setup_error=truth, isocenter_mm=iso, params=CbctParams(), seed=200 + i)
         for name, fn in methods.items():
@@ -173,7 +176,50 @@ def run_3d3d(ph: Any, n: int, peers: bool) -> tuple[list[str], dict[str, Any]]:
     return lines, {"deterministic": det, "rows": rows}
 
 
-def run_2d(ph: Any, n: int) -> list[str]:
+def targets(info3d: dict[str, Any], res2d: dict[str, list[dict[str, float]]], detection: dict[str, float]) -> list[str]:
+    """The issue's targets, each marked met / NOT met with the figure reached."""
+    ours = info3d["rows"]["OpenIGRT 3D/3D (6 DoF)"]
+    ela = info3d["rows"].get("elastix default rigid")
+
+    def med(rs: list[dict[str, float]], k: str) -> float:
+        return float(np.median([r[k] for r in rs]))
+
+    def mx(rs: list[dict[str, float]], k: str) -> float:
+        return float(max(r[k] for r in rs))
+
+    tre_med = float(np.median([r["tre_mean"] for r in ours]))
+    speed = med(ela, "time") / med(ours, "time") if ela else float("nan")
+    items = [
+        ("3D/3D time ≤ 2 s per case (median)", med(ours, "time") <= 2.0, f"{med(ours, 'time'):.2f} s"),
+        ("3D/3D ≥ 2× faster than elastix (medians)", speed >= 2.0, f"{speed:.1f}×"),
+        ("3D/3D TRE median ≤ 0.15 mm, max ≤ 0.5 mm", tre_med <= 0.15 and mx(ours, "tre_max") <= 0.5,
+         f"{tre_med:.3f} / {mx(ours, 'tre_max'):.3f} mm"),
+        ("3D/3D rotation error median ≤ 0.1°", med(ours, "rot") <= 0.1, f"{med(ours, 'rot'):.3f}°"),
+        ("3D/3D deterministic", bool(info3d["deterministic"]), str(info3d["deterministic"])),
+        ("3D/3D converges from ±15 mm on every axis (cases 0, 1)", max(r["tre_max"] for r in ours[:2]) <= 0.5,
+         f"{max(r['tre_max'] for r in ours[:2]):.3f} mm"),
+    ]
+    for key, name in (("tr_pure", "2D/2D translation, shifts only"), ("tr_drr", "2D/2D translation, DRR-refined")):
+        rs = res2d[key]
+        items.append((f"{name}: ≤ 0.5 s, median ≤ 0.3 mm, max ≤ 0.8 mm",
+                      med(rs, "time") <= 0.5 and med(rs, "iso") <= 0.3 and mx(rs, "iso") <= 0.8,
+                      f"{med(rs, 'time'):.2f} s, {med(rs, 'iso'):.3f} / {mx(rs, 'iso'):.3f} mm"))
+    rs = res2d["six"]
+    items.append(("2D/2D 6 DoF: ≤ 5 s, median ≤ 0.5 mm (rotations ≤ 3°)",
+                  med(rs, "time") <= 5.0 and med(rs, "tre_max") <= 0.5,
+                  f"{med(rs, 'time'):.2f} s, {med(rs, 'tre_max'):.3f} mm"))
+    rs = res2d["marker"]
+    items.append(("marker match: ≤ 0.5 s, ≤ 0.5 mm", med(rs, "time") <= 0.5 and mx(rs, "tre_max") <= 0.5,
+                  f"{med(rs, 'time'):.2f} s, max {mx(rs, 'tre_max'):.3f} mm"))
+    items.append(("marker detection: every fiducial within 0.5 mm, nothing else",
+                  detection["all_found"] and detection["false_positives"] == 0,
+                  f"max {detection['max_error']:.3f} mm, {detection['false_positives']} false positives"))
+    out = ["| target | met | reached |", "|---|---|---|"]
+    out += [f"| {name} | {'yes' if ok else '**NO**'} | {fig} |" for name, ok, fig in items]
+    return out
+
+
+def run_2d(ph: Any, n: int) -> tuple[list[str], dict[str, list[dict[str, float]]]]:
     from openigrt.geometry.projection import kv_geometry
     from openigrt.match import match_2d2d, match_2d3d, match_markers, split_markers
     from openigrt.sim.acquire import KV_IMAGING, acquire_projection
@@ -238,7 +284,7 @@ def run_2d(ph: Any, n: int) -> list[str]:
     lines.append("")
     lines.append(f"Per-plan preparation of the marker match (split the CT, render the two marker templates and the "
                  f"two marker-free anatomy DRRs, done once when the plan is loaded): {t_prep:.2f} s.")
-    return lines
+    return lines, res
 
 
 def _downsample(v: Volume) -> Volume:
@@ -250,7 +296,7 @@ def _downsample(v: Volume) -> Volume:
     return Volume(a, o, (v.spacing_mm[0] * 2, v.spacing_mm[1] * 2, v.spacing_mm[2]))
 
 
-def run_detection(ph: Any) -> list[str]:
+def run_detection(ph: Any) -> tuple[list[str], dict[str, Any]]:
     from openigrt.match import detect_markers
 
     fid = np.array([f.center_mm for f in ph.fiducials])
@@ -260,8 +306,10 @@ def run_detection(ph: Any) -> list[str]:
     d = np.linalg.norm(found[:, None, :] - fid[None, :, :], axis=2)
     matched = d.min(axis=0)
     false_pos = int((d.min(axis=1) > 2.0).sum())
-    return ["| fiducials | found | false positives | max error (mm) | time (s) |", "|---|---|---|---|---|",
-            f"| {len(fid)} | {int((matched < 0.5).sum())} within 0.5 mm | {false_pos} | {matched.max():.3f} | {dt:.2f} |"]
+    lines = ["| fiducials | found | false positives | max error (mm) | time (s) |", "|---|---|---|---|---|",
+             f"| {len(fid)} | {int((matched < 0.5).sum())} within 0.5 mm | {false_pos} | {matched.max():.3f} | {dt:.2f} |"]
+    return lines, {"all_found": bool((matched < 0.5).all()), "false_positives": false_pos,
+                   "max_error": float(matched.max())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,9 +322,10 @@ def main(argv: list[str] | None = None) -> int:
 
     load0 = os.getloadavg()[0]
     ph = make_phantom(PhantomParams())
-    det_lines = run_detection(ph)
+    det_lines, det_info = run_detection(ph)
     lines_3d, info = run_3d3d(ph, args.cases, not args.no_peers)
-    lines_2d = run_2d(ph, args.cases)
+    lines_2d, res_2d = run_2d(ph, args.cases)
+    target_lines = targets(info, res_2d, det_info) if not args.no_peers else []
     load1 = os.getloadavg()[0]
     header = (f"Last run: {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} cores, "
               f"load average {load0:.2f} at start / {load1:.2f} at end, command "
@@ -287,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         f"OpenIGRT deterministic (same matrix twice, bit for bit): {info['deterministic']}.", "",
         "### 2D/2D, simple 2D building block and marker match (kV pair 0°/90°, 1024×768 at 0.388 mm)", "",
         *lines_2d, "",
-        "### Marker detection in the planning CT", "", *det_lines, ""])
+        "### Marker detection in the planning CT", "", *det_lines, "",
+        "### Targets (issue \"Matching\"), judged on this run", "", *target_lines, ""])
     print(body)
     if args.write_readme:
         readme = ROOT / "README.md"
@@ -308,7 +358,13 @@ known transform: TRE at the fiducials (median of the per-case mean, max over all
 isocenter, rotation angle of `T_est ∘ T_true⁻¹`. Times per case (wall clock, data simulation
 excluded). Peers run in the same process on the same cases: elastix default rigid map
 (itk-elastix) and SimpleITK Euler3D + Mattes MI as in the SimpleITK examples (both register the
-whole volumes from the identity, as OpenIGRT does).
+whole volumes from the identity, as OpenIGRT does). One untimed OpenIGRT registration runs first
+(numba kernels load from their on-disk cache on the first call of a process, ~2-3 s once).
+kV technique: the lateral (90°) view gets 10× the AP exposure, as clinical pelvis protocols do; at
+the AP exposure the simulated lateral image is photon-starved and the seeds are not visible (the
+marker match then refuses the view). Translation-only rows cannot see rotations: their
+"rotation error" is the true rotation. Marker match times exclude the per-plan preparation
+(reported below the table).
 """
 
 

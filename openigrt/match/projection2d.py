@@ -97,6 +97,7 @@ def register_projection(
     search_mm: float = 20.0,
     roi_half_mm: float = ROI_HALF_MM,
     max_iterations: int = 20,
+    working_pixel_mm: float = WORKING_PIXEL_MM,
 ) -> View2DResult:
     """In-plane registration of one acquired projection to its reference (MATCH-1 building block).
 
@@ -112,6 +113,8 @@ def register_projection(
         Also fit the in-plane rotation.
     search_mm, roi_half_mm, max_iterations
         Shift search half-range and ROI half-size (mm at the isocenter); Gauss-Newton iterations.
+    working_pixel_mm : float
+        Pixel size at the isocenter the images are binned to.
 
     Raises
     ------
@@ -127,7 +130,7 @@ def register_projection(
     for name, a in (("reference", ref), ("acquired", acq)):
         if not np.all(np.isfinite(a)) or float(np.std(a)) < BLANK_STD:
             raise RegistrationError(f"2D: the {name} image is blank or not finite")
-    f = max(1, int(round(WORKING_PIXEL_MM * pixels_per_mm)))
+    f = max(1, int(round(working_pixel_mm * pixels_per_mm)))
     s = pixels_per_mm / f  # working pixels per mm
     coarse = BANDPASS_COARSE_MM * s
     fb = bandpass(_bin(acq, f), fine_px=BANDPASS_FINE_PX, coarse_px=coarse)
@@ -327,7 +330,8 @@ def match_2d2d(
         j, c, s = _view_setup(proj, iso)
         v = register_projection(ref, acq, center_colrow=c, pixels_per_mm=s, rotation=False,
                                 search_mm=search_mm, roi_half_mm=roi_half_mm,
-                                max_iterations=3 if renderer is not None else 20)  # DRR refinement follows
+                                max_iterations=3 if renderer is not None else 20,  # DRR refinement follows
+                                working_pixel_mm=1.0 if renderer is not None else WORKING_PIXEL_MM)
         js.append(j)
         us.append(np.asarray(v.shift_px))
         views.append(v)
