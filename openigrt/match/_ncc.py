@@ -35,7 +35,7 @@ class ShiftPeak:
 
 
 def _xcorr(fa: NDArray[np.complex128], fb: NDArray[np.complex128], shape: tuple[int, ...]) -> NDArray[np.float64]:
-    return sfft.irfftn(fa * np.conj(fb), s=shape, workers=1)
+    return sfft.irfftn(fa * np.conj(fb), s=shape, workers=-1)
 
 
 def masked_ncc_map(
@@ -62,7 +62,7 @@ def masked_ncc_map(
     g = np.where(mg, g - g[mg].mean(), 0.0)
     mf_d, mg_d = mf.astype(np.float64), mg.astype(np.float64)
     shape = tuple(sfft.next_fast_len(a + b - 1, real=True) for a, b in zip(f.shape, g.shape))
-    fwd = lambda a: sfft.rfftn(a, s=shape, workers=1)  # noqa: E731
+    fwd = lambda a: sfft.rfftn(a, s=shape, workers=-1)  # noqa: E731
     F_mf, F_f, F_ff = fwd(mf_d), fwd(f), fwd(f * f)
     F_mg, F_g, F_gg = fwd(mg_d), fwd(g), fwd(g * g)
     n = np.round(_xcorr(F_mf, F_mg, shape))
