@@ -159,7 +159,7 @@ def store_command(*, settings: Settings, paths: tuple[Path, ...], as_json: bool)
                  r.message or r.status_comment, r.outcome.value] for r in report.results]
         console_out().print(_table(report.summary(), ["file", "SOP Instance UID", "status", "detail", "result"], rows))
     if not report.ok:
-        console_err().print(f"[red]error:[/red] {escape(report.error or report.summary())}", highlight=False)
+        console_err().print(f"[red]error:[/red] {escape(report.failure_text())}", highlight=False)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -219,7 +219,7 @@ def move_command(*, settings: Settings, uids: tuple[str, ...], study_uid: str | 
         console_out().print(_table(report.summary(), ["SOP Instance UID", "status", "done/failed/warn",
                                                       "cached file or reason", "result"], rows))
     if not report.ok:
-        console_err().print(f"[red]error:[/red] {escape(report.error or report.summary())}", highlight=False)
+        console_err().print(f"[red]error:[/red] {escape(report.failure_text())}", highlight=False)
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -143,12 +143,17 @@ class MoveReport:
             counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
         return f"{len(self.results)} instance(s) from {self.remote}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
 
+    def failure_text(self) -> str:
+        """One line: the summary, then why the task stopped or the first instance not retrieved and why."""
+        bad = next((r for r in self.results if r.outcome not in (MoveOutcome.RETRIEVED, MoveOutcome.WARNING)), None)
+        detail = self.error or (f"first failure: {bad.sop_instance_uid}: {bad.message}" if bad else "")
+        return f"{self.summary()}; {detail}".rstrip("; ")
+
     def raise_for_status(self) -> None:
         """Raise :class:`~openigrt.errors.RetrieveError` unless every instance was retrieved."""
         if not self.ok:
             bad = next((r for r in self.results if r.outcome not in (MoveOutcome.RETRIEVED, MoveOutcome.WARNING)), None)
-            detail = self.error or (f"{bad.sop_instance_uid}: {bad.message}" if bad else "")
-            raise RetrieveError(f"{self.summary()}; {detail}", status=bad.status if bad else None)
+            raise RetrieveError(self.failure_text(), status=bad.status if bad else None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"remote": self.remote, "ok": self.ok, "error": self.error, "elapsed_s": round(self.elapsed_s, 3),

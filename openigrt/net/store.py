@@ -88,12 +88,17 @@ class StoreReport:
         parts = [f"{self.count(o)} {o.value}" for o in StoreOutcome if self.count(o)]
         return f"{len(self.results)} instance(s) to {self.remote}: " + (", ".join(parts) or "nothing to send")
 
+    def failure_text(self) -> str:
+        """One line: the summary, then why the task stopped or the first failed instance and why."""
+        first = next((r for r in self.results if r.outcome is StoreOutcome.FAILED), None)
+        detail = self.error or (f"first failure: {first.sop_instance_uid or first.source}: {first.message}"
+                                if first else "")
+        return f"{self.summary()}; {detail}".rstrip("; ")
+
     def raise_for_status(self) -> None:
         """Raise :class:`~openigrt.errors.StoreError` unless :attr:`ok`."""
         if not self.ok:
-            first = next((r for r in self.results if r.outcome is StoreOutcome.FAILED), None)
-            detail = self.error or (f"{first.sop_instance_uid or first.source}: {first.message}" if first else "")
-            raise StoreError(f"{self.summary()}; {detail}".rstrip("; "))
+            raise StoreError(self.failure_text())
 
     def as_dict(self) -> dict[str, Any]:
         return {"remote": self.remote, "ok": self.ok, "error": self.error, "elapsed_s": round(self.elapsed_s, 3),
@@ -242,7 +247,9 @@ class _Task:
 
     def fail_prepare(self, i: int, exc: Exception) -> None:
         LOG.error("%s", exc)
-        self.done(i, InstanceResult(_source_name(self.items[i]), "", "", StoreOutcome.FAILED, None, "", str(exc)))
+        source = _source_name(self.items[i])
+        message = str(exc).removeprefix(f"{source}: ")  # the result names the source already
+        self.done(i, InstanceResult(source, "", "", StoreOutcome.FAILED, None, "", message))
 
     def report(self, elapsed: float) -> StoreReport:
         out = []
