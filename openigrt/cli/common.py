@@ -43,9 +43,21 @@ def console_err() -> Console:
 
 
 def setup_logging(verbose: int, log_file: Path | None = None) -> None:
-    """Log to stderr through rich (WARNING, INFO with -v, DEBUG with -vv) and optionally a file."""
+    """Log to stderr (WARNING, INFO with -v, DEBUG with -vv) and optionally to a file (DEBUG).
+
+    On a terminal the stderr handler is rich's; otherwise (pipes, files, CI logs) it is a plain
+    one-line-per-record handler, so logs are not wrapped and stay greppable. Only the handlers
+    this function installed earlier are replaced (other handlers, e.g. pytest's, are kept).
+    """
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handlers: list[logging.Handler] = [RichHandler(console=console_err(), show_path=False, markup=False)]
+    stream: logging.Handler
+    if sys.stderr.isatty():
+        stream = RichHandler(console=console_err(), show_path=False, markup=False)
+    else:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stream.setLevel(level)
+    handlers: list[logging.Handler] = [stream]
     if log_file is not None:
         fh = logging.FileHandler(log_file)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -53,13 +65,17 @@ def setup_logging(verbose: int, log_file: Path | None = None) -> None:
         handlers.append(fh)
     root = logging.getLogger()
     for h in list(root.handlers):
-        root.removeHandler(h)
+        if getattr(h, "_openigrt", False):
+            root.removeHandler(h)
+            h.close() if isinstance(h, logging.FileHandler) else None
     for h in handlers:
+        h._openigrt = True  # type: ignore[attr-defined]
         root.addHandler(h)
-    root.setLevel(min(level, logging.DEBUG if log_file else level))
-    handlers[0].setLevel(level)
-    # pynetdicom is chatty at INFO; show it only with -vv
-    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    root.setLevel(logging.DEBUG if log_file else level)
+    # pynetdicom repeats our own errors and is chatty at INFO: silent by default, warnings with -v,
+    # everything with -vv
+    logging.getLogger("pynetdicom").setLevel(
+        logging.DEBUG if verbose >= 2 else logging.WARNING if verbose == 1 else logging.CRITICAL)
 
 
 def settings_from_options(
