@@ -20,7 +20,7 @@ demo: setup
 
 ## Install the DICOM peers (DCMTK, Orthanc, dicom3tools, plastimatch) and run the whole test suite.
 test: setup peers
-	$(PY) -m pytest
+	OPENIGRT_REQUIRE_PEERS=1 $(PY) -m pytest
 
 peers:
 	scripts/install-peers.sh

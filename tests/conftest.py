@@ -5,6 +5,7 @@ Peer helpers themselves live in :mod:`tests.peers` (importable by benchmarks too
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,25 @@ def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., Peer]]:
     yield make
     for p in started:
         p.stop()
+
+
+STRICT_ENV = "OPENIGRT_REQUIRE_PEERS"
+_STRICT_REASONS = ("not installed", "could not import")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI (``OPENIGRT_REQUIRE_PEERS=1``, set by ``make test``) a missing peer or module fails.
+
+    Locally a test whose peer (DCMTK, Orthanc, dicom3tools, plastimatch) is not installed is
+    skipped; in CI such a skip — or an ``importorskip`` of one of our modules — would hide a
+    broken setup, so it is reported as a failure instead.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or not os.environ.get(STRICT_ENV):
+        return
+    reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if any(r in reason for r in _STRICT_REASONS):
+        report.outcome = "failed"
+        report.longrepr = f"{STRICT_ENV} is set and the test was skipped: {reason}"
