@@ -219,6 +219,12 @@ def _assoc_error(assoc: Association, remote: RemoteAE, trace: _Trace, settings: 
         )
     if trace.abort_received:
         return AssociationAborted(f"{remote} aborted the association request")
+    if "A_ASSOCIATE" in trace.events and not assoc.accepted_contexts:
+        proposed = sorted({str(cx.abstract_syntax.name) for cx in assoc.rejected_contexts}) or ["(none)"]
+        return AssociationRejected(
+            f"{remote} accepted the association but none of the proposed presentation contexts "
+            f"({', '.join(proposed)}); it does not offer this service to us"
+        )
     return AssociationAborted(
         f"{remote} did not accept the association within {settings.network.acse_timeout:g} s "
         "(no A-ASSOCIATE response, or the connection was closed)"
