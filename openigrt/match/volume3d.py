@@ -244,7 +244,8 @@ def _build_pyramid(ref_img: Any, ver_img: Any, mask_img: Any, levels_mm: tuple[f
     return _Pyramid(f_lv, fm_lv, m_lv)
 
 
-def _prepare_level(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.float64], max_samples: int) -> _Level:
+def _prepare_level(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.float64], max_samples: int,
+                   reach_mm: float) -> _Level:
     import SimpleITK as sitk
 
     f_img, fm_img, m_img = pyr.fixed[spacing], pyr.fixed_mask[spacing], pyr.moving[spacing]
@@ -264,8 +265,28 @@ def _prepare_level(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.flo
     if len(pts) > max_samples:
         step = int(np.ceil(len(pts) / max_samples))
         pts, vals = pts[::step], vals[::step]
+    m_grid = _crop_to_reach(m_grid, pts, s, margin_mm=reach_mm)
     grads = np.gradient(m_grid.array)
     return _Level(spacing, pts, vals, m_grid, tuple(np.ascontiguousarray(g, dtype=np.float32) for g in grads))
+
+
+def _crop_to_reach(grid: _Grid, pts: NDArray[np.float64], s: NDArray[np.float64], margin_mm: float) -> _Grid:
+    """The part of the moving level the sample points can reach from ``S`` (± *margin_mm*)."""
+    if len(pts) == 0:
+        return grid
+    p = pts @ s[:3, :3].T + s[:3, 3]
+    lo_mm, hi_mm = p.min(axis=0) - margin_mm, p.max(axis=0) + margin_mm
+    corners = np.array([[x, y, z] for x in (lo_mm[0], hi_mm[0]) for y in (lo_mm[1], hi_mm[1])
+                        for z in (lo_mm[2], hi_mm[2])])
+    kji = grid.to_kji(corners)
+    shape = np.array(grid.array.shape)
+    lo = np.clip(np.floor(kji.min(axis=0)).astype(int) - 1, 0, shape - 2)
+    hi = np.clip(np.ceil(kji.max(axis=0)).astype(int) + 2, lo + 2, shape)
+    if np.all(lo == 0) and np.all(hi == shape):
+        return grid
+    arr = np.ascontiguousarray(grid.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+    origin = grid.origin + grid.affine @ lo[::-1].astype(float)
+    return _Grid(arr, grid.affine, origin)
 
 
 def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterations: int,
@@ -415,7 +436,8 @@ def register_3d3d(
     details: dict[str, Any] = {"levels": []}
     total_it, converged, ncc, frac = 0, False, -1.0, 0.0
     for li, spacing in enumerate(levels_mm):
-        level = _prepare_level(pyr, spacing, roi_fn, s, max_samples)
+        reach = search_range_mm + 8.0 if li == 0 else max(12.0, 3.0 * spacing)  # how far S may still move
+        level = _prepare_level(pyr, spacing, roi_fn, s, max_samples, reach)
         if len(level.fixed_points) < 100:
             raise RegistrationError("3D/3D: fewer than 100 sample points inside the CBCT field of view and ROI")
         if np.std(level.fixed_values) < BLANK_STD:
