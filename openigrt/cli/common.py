@@ -42,6 +42,21 @@ def console_err() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler writing to whatever ``sys.stderr`` is at the time of each record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(verbose: int, log_file: Path | None = None) -> None:
     """Log to stderr (WARNING, INFO with -v, DEBUG with -vv) and optionally to a file (DEBUG).
 
@@ -54,7 +69,7 @@ def setup_logging(verbose: int, log_file: Path | None = None) -> None:
     if sys.stderr.isatty():
         stream = RichHandler(console=console_err(), show_path=False, markup=False)
     else:
-        stream = logging.StreamHandler(sys.stderr)
+        stream = _StderrHandler()
         stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     stream.setLevel(level)
     handlers: list[logging.Handler] = [stream]
