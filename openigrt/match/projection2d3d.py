@@ -177,8 +177,10 @@ def match_2d3d(
             [np.r_[np.zeros(3), FD_TRANSLATION_MM * e] for e in np.eye(3)]
     converged, it = False, 0
     prev: NDArray[np.float64] | None = None
+    last_nccs: list[float] = []
     for it in range(1, max_iterations + 1):
         rows, res = [], []
+        ncc_now: list[float] = []
         for v in views:
             if image_jacobian:  # translations from the image gradient, rotations by finite differences
                 m0, jac_t = v.moving_and_shift_jacobian(renderer, t)
@@ -192,8 +194,10 @@ def match_2d3d(
             # gain and offset fitted jointly with the motion columns (as NCC's Gauss-Newton needs:
             # a gain fitted alone is biased low by the mismatch and makes the steps overshoot)
             g, o = _fit_gain_joint(v.f_roi, m0, jac)
+            ncc_now.append(float(np.corrcoef(v.f_roi, m0)[0, 1]))
             rows.append(g * jac)
             res.append(v.f_roi - (g * m0 + o))
+        last_nccs = ncc_now
         a, b = np.vstack(rows), np.concatenate(res)
         sc = np.sqrt((a * a).mean(axis=0)) + 1e-12
         delta = np.linalg.lstsq(a / sc, b, rcond=None)[0] / sc
@@ -208,7 +212,8 @@ def match_2d3d(
         if np.linalg.norm(tau) < TOL_MM and np.rad2deg(np.linalg.norm(omega)) < TOL_DEG:
             converged = True
             break
-    nccs = [float(np.corrcoef(v.f_roi, v.moving(renderer, t))[0, 1]) for v in views]
+    # NCC of the last rendered models (before the last, sub-tolerance step: no extra renders)
+    nccs = last_nccs
     result = RigidTransform(t)
     _check_solution(result, RigidTransform.identity() if initial is None else initial, min(nccs), 1.0,
                     MIN_NCC_2D, "2D/3D")
