@@ -105,10 +105,22 @@ def fine_session(tmp_path_factory) -> Path:
     """The full-resolution phantom (0.94 x 0.94 x 2 mm): 1 mm gold seeds are resolved."""
     root = tmp_path_factory.mktemp("phantom_fine")
     assert main(["phantom", "--out", str(root / "ph")]) == 0
-    dicom = root / "ph" / "dicom"
-    assert main(["acquire", "kv", "--plan", str(dicom / "RP_PHANTOM.dcm"), "--ct", str(dicom / "CT"),
-                 "--beam", "11", "--beam", "12", "--shift", "-5,7,-4", "--seed", "4", "--out", str(root / "kv")]) == 0
     return root
+
+
+def _acquire_kv(root: Path, out: str, monkeypatch, *, photons_factor: float, lateral_factor: int) -> Path:
+    """``openigrt acquire kv`` of beams 11 (0°) and 12 (90°) with a chosen exposure per view."""
+    from dataclasses import replace
+
+    import openigrt.workflow.acquire as wa
+
+    monkeypatch.setattr(wa, "KV_IMAGING", replace(wa.KV_IMAGING, photons_per_pixel=photons_factor
+                                                  * wa.KV_IMAGING.photons_per_pixel))
+    monkeypatch.setattr(wa, "LATERAL_KV_FACTOR", lateral_factor, raising=False)
+    d = root / "ph" / "dicom"
+    assert main(["acquire", "kv", "--plan", str(d / "RP_PHANTOM.dcm"), "--ct", str(d / "CT"), "--beam", "11",
+                 "--beam", "12", "--shift", "-5,7,-4", "--seed", "4", "--out", str(root / out)]) == 0
+    return root / out
 
 
 def test_detect_markers_writes_marker_structure_set(fine_session, capsys):
@@ -126,11 +138,11 @@ def test_detect_markers_writes_marker_structure_set(fine_session, capsys):
     assert rs.Modality == "RTSTRUCT" and len(rs.StructureSetROISequence) == len(truth)
 
 
-def test_marker_match_cli_refuses_invisible_markers(fine_session, capsys):
-    """``openigrt acquire kv`` images the lateral pelvis at the AP exposure: ~1 photon per pixel
-    behind the pelvis, the seeds are not visible there. The match must say so, not guess."""
+def test_marker_match_cli_refuses_invisible_markers(fine_session, capsys, monkeypatch):
+    """The lateral pelvis imaged at the AP exposure: ~1 photon per pixel behind the pelvis, the
+    seeds are not visible there. The match must say so, not guess."""
     d = fine_session / "ph" / "dicom"
-    kv = fine_session / "kv"
+    kv = _acquire_kv(fine_session, "kv_starved", monkeypatch, photons_factor=1.0, lateral_factor=1)
     rc = main(["match", "marker", "--ct", str(d / "CT"), "--structure-set", str(d / "RS_PHANTOM.dcm"),
                "--acquired", str(kv / "RI_KV11.dcm"), str(kv / "RI_KV12.dcm"), "--plan", str(d / "RP_PHANTOM.dcm")])
     err = capsys.readouterr().err
@@ -140,17 +152,10 @@ def test_marker_match_cli_refuses_invisible_markers(fine_session, capsys):
 def test_marker_match_cli_couch_and_curves(fine_session, capsys, monkeypatch):
     """With a lateral-pelvis exposure (10x the AP one) the seeds are visible: couch = truth, and the
     acquired RT Images are written back with one curve per marker (IOD-5)."""
-    from dataclasses import replace
-
     import pydicom
 
-    import openigrt.workflow.acquire as wa
-
-    monkeypatch.setattr(wa, "KV_IMAGING", replace(wa.KV_IMAGING, photons_per_pixel=10 * wa.KV_IMAGING.photons_per_pixel))
     d = fine_session / "ph" / "dicom"
-    kv = fine_session / "kv10"
-    assert main(["acquire", "kv", "--plan", str(d / "RP_PHANTOM.dcm"), "--ct", str(d / "CT"), "--beam", "11",
-                 "--beam", "12", "--shift", "-5,7,-4", "--seed", "4", "--out", str(kv)]) == 0
+    kv = _acquire_kv(fine_session, "kv10", monkeypatch, photons_factor=10.0, lateral_factor=1)
     out = _run(["match", "marker", "--ct", str(d / "CT"), "--structure-set", str(d / "RS_PHANTOM.dcm"),
                 "--acquired", str(kv / "RI_KV11.dcm"), str(kv / "RI_KV12.dcm"), "--plan", str(d / "RP_PHANTOM.dcm"),
                 "--out", str(fine_session / "out")], capsys)
