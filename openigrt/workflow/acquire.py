@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,11 @@ DEFAULT_JAWS_MM = ((-100.0, 100.0), (-100.0, 100.0))
 KV_EXPOSURE = (100.0, 80, 25)
 #: MV exposure: nominal energy (kV), MU.
 MV_EXPOSURE = (6000.0, 1.0)
+#: kV technique factor of a lateral view (|sin(source angle)| above :data:`LATERAL_SIN`): clinical
+#: pelvis protocols give the lateral kV image about ten times the mAs of the AP one (the same as the
+#: matching benchmark); exposure time and simulated quanta scale together.
+LATERAL_KV_FACTOR = 10
+LATERAL_SIN = 0.7
 
 
 @dataclass(frozen=True)
@@ -271,13 +276,16 @@ def _acquire_projections(kind: str, plan_ds: Dataset, ct: Volume, contexts: list
     images: list[dict[str, Any]] = []
     for index, (beam, iso, position) in enumerate(contexts):
         g = _geometry(kind, beam, iso, position)
+        factor = _technique_factor(kind, g.gantry_angle_deg)
+        view_params = replace(params, photons_per_pixel=params.photons_per_pixel * factor)
         say(f"rendering {kind.upper()} image of beam {beam.beam_number} (gantry/source {g.gantry_angle_deg:g} deg)")
-        shot = acquire_projection(renderer, g, setup_error=transform, params=params, seed=seed + index)
+        shot = acquire_projection(renderer, g, setup_error=transform, params=view_params, seed=seed + index)
         stored, rescale = to_stored(shot.image)
         label = f"{kind.upper()}{beam.beam_number}"[:16]
         jaws = beam_jaws(beam)
         if kind == "kv":
             kvp, ma, ms = KV_EXPOSURE
+            ms *= factor
             exposure = Exposure(kvp=kvp, meterset_exposure=ms / 60000.0, beam_limiting_devices=jaws,
                                 xray_tube_current_ma=ma, exposure_time_ms=ms)
             extra: dict[str, Any] = {}
@@ -300,6 +308,12 @@ def _acquire_projections(kind: str, plan_ds: Dataset, ct: Volume, contexts: list
                        "planned_isocenter_pixel": g.project(transform.apply([iso]))[0].round(4).tolist(),
                        "rt_image_attributes": g.as_rt_image_attributes()})
     return files, {"images": images}
+
+
+def _technique_factor(kind: str, angle_deg: float) -> int:
+    """mAs factor of a view: :data:`LATERAL_KV_FACTOR` for lateral kV views, else 1."""
+    lateral = abs(np.sin(np.deg2rad(angle_deg))) > LATERAL_SIN
+    return LATERAL_KV_FACTOR if kind == "kv" and lateral else 1
 
 
 def _collimator(beam: Beam) -> float:

@@ -29,7 +29,7 @@ from openigrt.workflow.state import SessionState
 #: Largest acceptable difference between a couch correction and the ground truth, per match type
 #: (translation in mm, rotation in degrees): the maximum-error targets of the matching benchmark.
 ACCURACY_MM = {"2d": 0.8, "2d2d": 0.8, "marker": 0.5, "3d3d": 0.5}
-ACCURACY_DEG = {"3d3d": 0.2}
+ACCURACY_DEG = {"3d3d": 0.1}
 LOOPBACK = "127.0.0.1"
 
 
