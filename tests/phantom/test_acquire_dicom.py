@@ -64,13 +64,18 @@ def test_stored_image_is_the_simulated_projection(patient, tmp_path: Path) -> No
     from openigrt.geometry.rigid import RigidTransform
     from openigrt.sim.acquire import KV_IMAGING, acquire_projection
     from openigrt.sim.drr import DrrRenderer
-    from openigrt.workflow.acquire import PIXEL_SCALE
+    from dataclasses import replace
+
+    from openigrt.workflow.acquire import KV_EXPOSURE, LATERAL_KV_FACTOR, PIXEL_SCALE
 
     truth = _acquire(patient, "kv", [12], tmp_path / "kv", "6,-1,2,0,1,0", seed=9)
     ds = read_file(tmp_path / "kv" / truth["images"][0]["file"]).dataset
     g = ProjectionGeometry.from_rt_image_attributes(ds)
     t = RigidTransform(np.asarray(truth["transform"]["matrix"]))
-    expected = acquire_projection(DrrRenderer(patient.phantom.volume), g, setup_error=t, params=KV_IMAGING, seed=9)
+    # beam 12 is the lateral view: ten times the AP technique, in the simulation and in the Exposure Sequence
+    lateral = replace(KV_IMAGING, photons_per_pixel=KV_IMAGING.photons_per_pixel * LATERAL_KV_FACTOR)
+    assert float(ds.ExposureSequence[0].ExposureTime) == KV_EXPOSURE[2] * LATERAL_KV_FACTOR
+    expected = acquire_projection(DrrRenderer(patient.phantom.volume), g, setup_error=t, params=lateral, seed=9)
     stored = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     np.testing.assert_allclose(stored, np.clip(expected.image, 0, None), atol=0.5 / PIXEL_SCALE + 1e-6)
 
