@@ -20,8 +20,6 @@ Isocenter precedence for the couch correction (MATCH-6):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ import click
 
 from openigrt.cli.common import EXIT_OK, common_options, console_out, print_json
 from openigrt.config import Settings
-from openigrt.errors import DicomInputError, PreconditionError
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -45,135 +42,41 @@ def _parse_xyz(text: str | None, what: str) -> tuple[float, float, float] | None
     return vals  # type: ignore[return-value]
 
 
-def _read_files(paths: Sequence[Path]) -> list[Any]:
-    from openigrt.iod.dataset_io import read_paths
-
-    files, problems = read_paths(paths)
-    if not files:
-        raise DicomInputError(f"no readable DICOM file in {', '.join(str(p) for p in paths)}"
-                              + (f": {problems[0]}" if problems else ""))
-    return files
-
-
-def _ct(path: Path) -> tuple[Any, list[Any]]:
-    """(CTSeries, CT datasets) of a directory or file list."""
-    from openigrt.iod.ct_series import read_ct_series
-
-    files = [f for f in _read_files([path]) if str(f.dataset.get("Modality", "")) == "CT"]
-    if not files:
-        raise DicomInputError(f"{path}: no CT image found")
-    return read_ct_series(files), [f.dataset for f in files]
-
-
-def _structure_sets(files: Sequence[Any]) -> list[Any]:
-    from openigrt.iod.rt_structure_set import RTStructureSet
-
-    return [RTStructureSet.from_dataset(f) for f in files if str(f.dataset.get("Modality", "")) == "RTSTRUCT"]
-
-
-def _points(rs: Any, interpreted_type: str) -> list[tuple[str, tuple[float, float, float]]]:
-    """POINT ROIs of *rs* whose RT ROI Interpreted Type is *interpreted_type*: (name, position)."""
-    types = {o.referenced_roi_number: str(getattr(o.rt_roi_interpreted_type, "value", o.rt_roi_interpreted_type))
-             for o in rs.observations}
-    names = {r.roi_number: r.roi_name or f"ROI{r.roi_number}" for r in rs.rois}
-    out = []
-    for rc in rs.roi_contours:
-        if types.get(rc.referenced_roi_number, "").upper() != interpreted_type:
-            continue
-        for c in rc.contours:
-            if len(c.points_mm):
-                p = c.points_mm[0]
-                out.append((names.get(rc.referenced_roi_number, "?"), (float(p[0]), float(p[1]), float(p[2]))))
-                break
-    return out
-
-
-def _structure_mask(rs: Any, name: str, volume: Any, margin_mm: float) -> Any:
-    """Voxels of *volume* inside the CLOSED_PLANAR contours of ROI *name*, grown by *margin_mm*."""
-    import numpy as np
-    from matplotlib.path import Path as MplPath
-    from scipy import ndimage
-
-    numbers = [r.roi_number for r in rs.rois if (r.roi_name or "").upper() == name.upper()]
-    contours = [c for rc in rs.roi_contours if rc.referenced_roi_number in numbers for c in rc.contours
-                if len(c.points_mm) >= 3]
-    if not contours:
-        raise PreconditionError(f"{rs.source}: no closed contour for ROI {name!r}")
-    nz, ny, nx = volume.shape
-    mask = np.zeros(volume.shape, bool)
-    jj, ii = np.mgrid[0:ny, 0:nx]
-    for c in contours:
-        ijk = volume.patient_to_index(c.points_mm)
-        k = int(round(float(np.median(ijk[:, 2]))))
-        if 0 <= k < nz:
-            inside = MplPath(ijk[:, :2]).contains_points(np.column_stack([ii.ravel(), jj.ravel()]))
-            mask[k] |= inside.reshape(ny, nx)
-    if margin_mm > 0:
-        dist = ndimage.distance_transform_edt(~mask, sampling=volume.spacing_mm[::-1])
-        mask = dist <= margin_mm
-    return mask
-
-
-@dataclass(frozen=True)
-class _Context:
-    planned_iso: tuple[float, float, float] | None
-    laser_iso: tuple[float, float, float] | None
-    patient_position: str
-
-
-def _plan_context(plan_path: Path | None) -> tuple[tuple[float, float, float] | None, str | None]:
-    if plan_path is None:
-        return None, None
-    from openigrt.iod.rt_plan import RTPlan
-
-    plan = RTPlan.from_dataset(_read_files([plan_path])[0])
-    beams = sorted(plan.beams, key=lambda b: str(getattr(b.treatment_delivery_type, "value",
-                                                            b.treatment_delivery_type)) != "TREATMENT")
-    for b in beams:
-        iso = b.isocenter_position_mm
-        if iso is not None:
-            return iso, plan.patient_position(b)
-    raise PreconditionError(f"{plan_path}: no beam of the plan has an Isocenter Position (300A,012C)")
-
-
-def _resolve(*, isocenter: str | None, init_laser_iso: str | None, plan: Path | None,
-             ref_iso: tuple[float, float, float] | None, ver_iso: tuple[float, float, float] | None,
-             ref_position: str | None) -> _Context:
-    plan_iso, plan_pos = _plan_context(plan)
-    planned = _parse_xyz(isocenter, "--isocenter") or plan_iso or ref_iso
-    laser = _parse_xyz(init_laser_iso, "--init-laser-iso") or ver_iso
-    planned = planned or laser
-    laser = laser or planned
-    return _Context(planned, laser, (plan_pos or ref_position or "HFS").upper())
-
-
-def _couch(result: Any, ctx: _Context) -> dict[str, float] | None:
-    if ctx.planned_iso is None or ctx.laser_iso is None:
+def _plan(path: Path | None) -> Any:
+    if path is None:
         return None
-    from openigrt.geometry.couch import couch_correction
+    from openigrt.iod.rt_plan import RTPlan
+    from openigrt.workflow.matching import read_dicom
 
-    c = couch_correction(result.transform, planned_isocenter_mm=ctx.planned_iso, initlaseriso_mm=ctx.laser_iso,
-                         patient_position=ctx.patient_position, six_dof=result.dof == 6)
-    d = c.as_dict()
-    if result.dof != 6:
-        for k in ("rtn_deg", "pitch_deg", "roll_deg"):
-            d.pop(k, None)
-    return d
+    return RTPlan.from_dataset(read_dicom([path])[0])
 
 
-def _report(result: Any, ctx: _Context, *, as_json: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = result.as_dict()
-    out["couch"] = _couch(result, ctx)
-    out["planned_isocenter_mm"] = None if ctx.planned_iso is None else list(ctx.planned_iso)
-    out["initlaseriso_mm"] = None if ctx.laser_iso is None else list(ctx.laser_iso)
-    out["patient_position"] = ctx.patient_position
-    if extra:
-        out.update(extra)
+def _isos(plan: Path | None, isocenter: str | None, init_laser_iso: str | None) -> dict[str, Any]:
+    """Keyword arguments of the ``workflow.matching.run_*`` functions for the isocenter options."""
+    return {"plan": _plan(plan), "isocenter": _parse_xyz(isocenter, "--isocenter"),
+            "initlaseriso": _parse_xyz(init_laser_iso, "--init-laser-iso")}
+
+
+def _finish(outcome: Any, *, settings: Settings, out_dir: Path | None, as_json: bool) -> int:
+    """Write the REG (and marker curves) with --out, then print the report."""
+    from openigrt.iod.build.common import write_file
+    from openigrt.workflow.matching import marker_images, registration
+
+    written: list[str] = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if settings.storage.store_registrations:
+            reg = registration(outcome, settings=settings)
+            written.append(str(write_file(reg, out_dir / f"REG.{reg.SOPInstanceUID}.dcm")))
+        if outcome.match_type == "marker" and settings.storage.store_markers:
+            written += [str(write_file(ds, out_dir / f"RI.{ds.SOPInstanceUID}.dcm")) for ds in marker_images(outcome)]
+    out = outcome.report()
+    out["written"] = written
     if as_json:
         print_json(out)
     else:
         _print_human(out)
-    return out
+    return EXIT_OK
 
 
 def _print_human(out: dict[str, Any]) -> None:
@@ -196,21 +99,6 @@ def _print_human(out: dict[str, Any]) -> None:
         res = "not found" if m["residual_mm"] is None else f"residual {m['residual_mm']:.2f} mm"
         seen = sum(p is not None for p in m["pixel_per_view"])
         con.print(f"  marker {m['name']}: {res}, found in {seen} view(s){flag}")
-
-
-def _write_reg(out_dir: Path | None, *, refs: Sequence[Any], vers: Sequence[Any], result: Any, sub_type: str,
-               settings: Settings) -> Path | None:
-    if out_dir is None or not settings.storage.store_registrations:
-        return None
-    from openigrt.iod.build.common import write_file
-    from openigrt.iod.build.spatial_registration import build_spatial_registration
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ds = build_spatial_registration(reference_images=refs, verification_images=vers, transform=result.transform,
-                                    registration_sub_type=sub_type, settings=settings,
-                                    content_label=f"MATCH_{sub_type}",
-                                    content_description=f"OpenIGRT {result.match_type.value} match")
-    return write_file(ds, out_dir / f"REG.{ds.SOPInstanceUID}.dcm")
 
 
 # ----------------------------------------------------------------------------- commands
@@ -258,72 +146,18 @@ def match_3d3d(*, settings: Settings, reference: Path, verification: Path, struc
                roi_margin: float, plan: Path | None,
                isocenter: str | None, init_laser_iso: str | None, as_json: bool, out_dir: Path | None) -> int:
     """3D/3D: verification CBCT vs planning CT (MATCH-3)."""
-    from openigrt.match import BoxROI, register_3d3d
+    from openigrt.workflow.matching import run_3d3d
 
-    ref, ref_ds = _ct(reference)
-    ver, ver_ds = _ct(verification)
-    ver_files = _read_files([verification_structure_set]) if verification_structure_set else _read_files([verification])
-    laser = None
-    for rs in _structure_sets(ver_files):
-        pts = _points(rs, "INITLASERISO")
-        if pts:
-            laser = pts[0][1]
-            break
-    ctx = _resolve(isocenter=isocenter, init_laser_iso=init_laser_iso, plan=plan, ref_iso=None, ver_iso=laser,
-                   ref_position=ref.patient_position)
-    box = None
-    if roi is not None:
-        half = _parse_xyz(roi, "--roi")
-        if ctx.planned_iso is None:
-            raise click.BadParameter("--roi needs a planned isocenter (--plan or --isocenter)")
-        box = BoxROI(center_mm=ctx.planned_iso, half_size_mm=half)  # type: ignore[arg-type]
-    mask = None
-    if roi_structure is not None:
-        if structure_set is None:
-            raise click.UsageError("--roi-structure needs --structure-set")
-        mask = _structure_mask(_structure_sets(_read_files([structure_set]))[0], roi_structure, ref.volume, roi_margin)
-    result = register_3d3d(ref.volume, ver.volume, dof=int(dof), roi=box, reference_roi_mask=mask)
-    reg = _write_reg(out_dir, refs=ref_ds, vers=ver_ds, result=result, sub_type="3D3D", settings=settings)
-    _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})
-    return EXIT_OK
-
-
-def _rt_images(paths: Sequence[Path]) -> list[tuple[Any, Any, Any]]:
-    """(RTImage, ProjectionGeometry, dataset) per file."""
-    from openigrt.geometry.projection import ProjectionGeometry
-    from openigrt.iod.rt_image import RTImage
-
-    out = []
-    for f in _read_files(paths):
-        img = RTImage.from_dataset(f)
-        g = img.geometry
-        try:
-            geom = ProjectionGeometry.from_rt_image_attributes(
-                f.dataset, isocenter_mm=g.effective_isocenter_position_mm,
-                patient_position=g.effective_patient_position)
-        except ValueError as exc:
-            raise DicomInputError(f"{f.source}: {exc}") from None
-        if img.pixels is None:
-            raise DicomInputError(f"{f.source}: RT Image without pixel data")
-        pix = img.pixels if img.pixels.ndim == 2 else img.pixels[0]
-        out.append((img, geom, f.dataset, pix))
-    return out  # type: ignore[return-value]
-
-
-def _half_renderer(volume: Any) -> Any:
-    """DRR renderer of the CT block-averaged 2× in-plane (the 2D/3D optimiser's working model)."""
-    import numpy as np
-
-    from openigrt.geometry.volume import Volume
-    from openigrt.sim.drr import DrrRenderer
-
-    a = volume.array.astype(np.float32)
-    nz, ny, nx = a.shape
-    a = a[:, : ny // 2 * 2, : nx // 2 * 2].reshape(nz, ny // 2, 2, nx // 2, 2).mean(axis=(2, 4))
-    d = np.asarray(volume.direction)
-    sx, sy, sz = volume.spacing_mm
-    origin = np.asarray(volume.origin_mm) + d @ np.array([sx / 2, sy / 2, 0.0])
-    return DrrRenderer(Volume(a, tuple(origin), (2 * sx, 2 * sy, sz), d))
+    if roi_structure is not None and structure_set is None:
+        raise click.UsageError("--roi-structure needs --structure-set")
+    isos = _isos(plan, isocenter, init_laser_iso)
+    roi_half = _parse_xyz(roi, "--roi")
+    if roi_half is not None and isos["plan"] is None and isos["isocenter"] is None:
+        raise click.BadParameter("--roi needs a planned isocenter (--plan or --isocenter)")
+    outcome = run_3d3d(reference_ct=[reference], verification=[verification], dof=int(dof), roi_half_mm=roi_half,
+                       verification_structure_set=verification_structure_set, structure_set=structure_set,
+                       roi_structure=roi_structure, roi_margin_mm=roi_margin, **isos)
+    return _finish(outcome, settings=settings, out_dir=out_dir, as_json=as_json)
 
 
 @match_group.command("2d2d")
@@ -341,27 +175,13 @@ def match_2d2d_cmd(*, settings: Settings, reference: tuple[Path, Path], acquired
                    ct_dir: Path | None, dof: str, plan: Path | None, isocenter: str | None, init_laser_iso: str | None,
                    as_json: bool, out_dir: Path | None) -> int:
     """2D/2D: two projections ~90° apart vs their references → 3D translation (and rotations) (MATCH-2)."""
-    from openigrt.match import match_2d2d, match_2d3d
+    from openigrt.workflow.matching import run_2d2d
 
     if dof == "6" and ct_dir is None:
         raise click.UsageError("--dof 6 needs --ct (DRRs are rendered from the planning CT)")
-    refs = _rt_images(reference)
-    acqs = _rt_images(acquired)
-    ctx = _resolve(isocenter=isocenter, init_laser_iso=init_laser_iso, plan=plan,
-                   ref_iso=refs[0][0].geometry.effective_isocenter_position_mm,
-                   ver_iso=acqs[0][0].geometry.effective_isocenter_position_mm,
-                   ref_position=refs[0][0].geometry.effective_patient_position)
-    iso = ctx.laser_iso or (0.0, 0.0, 0.0)
-    renderer = _half_renderer(_ct(ct_dir)[0].volume) if ct_dir is not None else None
-    ref_pix, acq_pix, geoms = [r[3] for r in refs], [a[3] for a in acqs], [a[1] for a in acqs]
-    if dof == "6":
-        result = match_2d3d(acq_pix, geoms, renderer, isocenter_mm=iso, references=ref_pix)
-    else:
-        result = match_2d2d(ref_pix, acq_pix, geoms, isocenter_mm=iso, renderer=renderer)
-    reg = _write_reg(out_dir, refs=[r[2] for r in refs], vers=[a[2] for a in acqs], result=result,
-                     sub_type="2D2D", settings=settings)
-    _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})
-    return EXIT_OK
+    outcome = run_2d2d(references=list(reference), acquired=list(acquired), ct=[ct_dir] if ct_dir else [],
+                       dof=int(dof), **_isos(plan, isocenter, init_laser_iso))
+    return _finish(outcome, settings=settings, out_dir=out_dir, as_json=as_json)
 
 
 @match_group.command("2d")
@@ -373,18 +193,11 @@ def match_2d2d_cmd(*, settings: Settings, reference: tuple[Path, Path], acquired
 def match_2d_cmd(*, settings: Settings, reference: Path, acquired: Path, no_rotation: bool, plan: Path | None,
                  isocenter: str | None, init_laser_iso: str | None, as_json: bool, out_dir: Path | None) -> int:
     """Simple 2D: one projection vs its reference → in-plane shift/rotation (MATCH-1)."""
-    from openigrt.match import match_2d
+    from openigrt.workflow.matching import run_2d
 
-    (r_img, _, r_ds, r_pix), = _rt_images([reference])
-    (a_img, a_geom, a_ds, a_pix), = _rt_images([acquired])
-    ctx = _resolve(isocenter=isocenter, init_laser_iso=init_laser_iso, plan=plan,
-                   ref_iso=r_img.geometry.effective_isocenter_position_mm,
-                   ver_iso=a_img.geometry.effective_isocenter_position_mm,
-                   ref_position=r_img.geometry.effective_patient_position)
-    result = match_2d(r_pix, a_pix, a_geom, isocenter_mm=ctx.laser_iso or (0.0, 0.0, 0.0), rotation=not no_rotation)
-    reg = _write_reg(out_dir, refs=[r_ds], vers=[a_ds], result=result, sub_type="2D", settings=settings)
-    _report(result, ctx, as_json=as_json, extra={"written": [str(reg)] if reg else []})
-    return EXIT_OK
+    outcome = run_2d(reference=reference, acquired=acquired, rotation=not no_rotation,
+                     **_isos(plan, isocenter, init_laser_iso))
+    return _finish(outcome, settings=settings, out_dir=out_dir, as_json=as_json)
 
 
 @match_group.command("marker")
@@ -398,57 +211,11 @@ def match_marker_cmd(*, settings: Settings, ct_dir: Path, structure_set: Path | 
                      plan: Path | None, isocenter: str | None, init_laser_iso: str | None, as_json: bool,
                      out_dir: Path | None) -> int:
     """Marker match: markers found in two projections → 3D shift, per-marker residuals (MATCH-5)."""
-    import numpy as np
+    from openigrt.workflow.matching import run_marker
 
-    from openigrt.match import detect_markers, match_markers, split_markers
-
-    ct, ct_ds = _ct(ct_dir)
-    if structure_set is not None:
-        pts = _points(_structure_sets(_read_files([structure_set]))[0], "MARKER")
-        if not pts:
-            raise PreconditionError(f"{structure_set}: no MARKER POINT ROI")
-        names, planned = [p[0] for p in pts], np.array([p[1] for p in pts])
-    else:
-        found = detect_markers(ct.volume)
-        if not found:
-            raise PreconditionError(f"{ct_dir}: no marker detected in the planning CT")
-        names, planned = [f"Marker{i + 1}" for i in range(len(found))], np.array([m.position_mm for m in found])
-    acqs = _rt_images(acquired)
-    from openigrt.sim.drr import DrrRenderer
-
-    marker_vol, anatomy_vol = split_markers(ct.volume)
-    templates = [DrrRenderer(marker_vol).render(a[1]) for a in acqs]
-    anatomy = [DrrRenderer(anatomy_vol).render(a[1]) for a in acqs]
-    ctx = _resolve(isocenter=isocenter, init_laser_iso=init_laser_iso, plan=plan, ref_iso=None,
-                   ver_iso=acqs[0][0].geometry.effective_isocenter_position_mm, ref_position=ct.patient_position)
-    result = match_markers(planned, [a[3] for a in acqs], [a[1] for a in acqs], names=names, templates=templates,
-                           anatomy=anatomy)
-    reg = _write_reg(out_dir, refs=ct_ds, vers=[a[2] for a in acqs], result=result, sub_type="MARKER",
-                     settings=settings)
-    written = [str(reg)] if reg else []
-    if out_dir is not None and settings.storage.store_markers:
-        written += _write_marker_curves(out_dir, [a[2] for a in acqs], result)
-    _report(result, ctx, as_json=as_json, extra={"written": written})
-    return EXIT_OK
-
-
-def _write_marker_curves(out_dir: Path, datasets: Sequence[Any], result: Any) -> list[str]:
-    """The acquired RT Images with the matched marker positions as curves (IOD-5), one file each."""
-    import copy
-
-    from openigrt.iod.build.common import write_file
-    from openigrt.iod.build.curves import MarkerPixel, add_marker_curves
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for v, ds in enumerate(datasets):
-        pix = [MarkerPixel(p[0], p[1], m.name) for m in result.markers if (p := m.pixel_per_view[v]) is not None]
-        if not pix:
-            continue
-        copy_ds = copy.deepcopy(ds)
-        add_marker_curves(copy_ds, pix)
-        paths.append(str(write_file(copy_ds, out_dir / f"RI.{copy_ds.SOPInstanceUID}.dcm")))
-    return paths
+    outcome = run_marker(ct=[ct_dir], acquired=list(acquired), structure_set=structure_set,
+                         **_isos(plan, isocenter, init_laser_iso))
+    return _finish(outcome, settings=settings, out_dir=out_dir, as_json=as_json)
 
 
 @click.command("detect-markers")
@@ -464,8 +231,10 @@ def detect_markers_cmd(*, settings: Settings, ct_dir: Path, structure_set: Path 
     """Find implanted gold markers in the planning CT (MATCH-4)."""
     from openigrt.match import detect_markers
 
+    from openigrt.workflow.matching import read_ct, read_dicom
+
     t0 = time.perf_counter()
-    ct, ct_ds = _ct(ct_dir)
+    ct, ct_ds = read_ct([ct_dir])
     found = detect_markers(ct.volume)
     written = None
     if out_file is not None:
@@ -474,7 +243,7 @@ def detect_markers_cmd(*, settings: Settings, ct_dir: Path, structure_set: Path 
         from openigrt.iod.build.common import write_file
         from openigrt.iod.build.structure_set import MarkerPoint, build_marker_structure_set
 
-        original = _read_files([structure_set])[0].dataset
+        original = read_dicom([structure_set])[0].dataset
         ds = build_marker_structure_set(
             planning_ct=ct_ds, original_structure_set=original, settings=settings,
             markers=[MarkerPoint(f"Marker{i + 1}", m.position_mm) for i, m in enumerate(found)])

@@ -215,16 +215,50 @@ def _list(v: XYZ | None) -> list[float] | None:
 
 
 # ----------------------------------------------------------------------------- the four matches
+def structure_mask(rs: RTStructureSet, name: str, volume: Volume, margin_mm: float) -> NDArray[np.bool_]:
+    """Voxels of *volume* inside the CLOSED_PLANAR contours of ROI *name*, grown by *margin_mm*."""
+    from matplotlib.path import Path as MplPath
+    from scipy import ndimage
+
+    numbers = [r.roi_number for r in rs.rois if (r.roi_name or "").upper() == name.upper()]
+    contours = [c for rc in rs.roi_contours if rc.referenced_roi_number in numbers for c in rc.contours
+                if len(c.points_mm) >= 3]
+    if not contours:
+        raise PreconditionError(f"{rs.source}: no closed contour for ROI {name!r}")
+    nz, ny, nx = volume.shape
+    mask = np.zeros(volume.shape, bool)
+    jj, ii = np.mgrid[0:ny, 0:nx]
+    for c in contours:
+        ijk = volume.patient_to_index(c.points_mm)
+        k = int(round(float(np.median(ijk[:, 2]))))
+        if 0 <= k < nz:
+            inside = MplPath(ijk[:, :2]).contains_points(np.column_stack([ii.ravel(), jj.ravel()]))
+            mask[k] |= inside.reshape(ny, nx)
+    if margin_mm > 0:
+        dist = ndimage.distance_transform_edt(~mask, sampling=volume.spacing_mm[::-1])
+        mask = dist <= margin_mm
+    return mask
+
+
 def run_3d3d(*, reference_ct: Sequence[Path], verification: Sequence[Path], plan: RTPlan | None = None,
              dof: int = 6, roi_half_mm: XYZ | None = None, isocenter: XYZ | None = None,
-             initlaseriso: XYZ | None = None) -> MatchOutcome:
-    """3D/3D: verification CBCT (+ its isocenter structure set) vs planning CT (MATCH-3)."""
+             initlaseriso: XYZ | None = None, verification_structure_set: Path | None = None,
+             structure_set: Path | None = None, roi_structure: str | None = None,
+             roi_margin_mm: float = 10.0) -> MatchOutcome:
+    """3D/3D: verification CBCT (+ its isocenter structure set) vs planning CT (MATCH-3).
+
+    The region of interest is a box of half sizes *roi_half_mm* around the planned isocenter, or
+    the structure *roi_structure* of *structure_set* grown by *roi_margin_mm*.
+    """
     from openigrt.match import BoxROI, register_3d3d
 
+    if roi_structure is not None and structure_set is None:
+        raise PreconditionError("a structure region of interest needs the planning structure set")
     ref, ref_ds = read_ct(reference_ct)
     ver, ver_ds = read_ct(verification)
     laser = None
-    for rs in structure_sets(read_dicom(verification)):
+    iso_sources = [verification_structure_set] if verification_structure_set else list(verification)
+    for rs in structure_sets(read_dicom(iso_sources)):
         pts = points_of_type(rs, "INITLASERISO")
         if pts:
             laser = pts[0][1]
@@ -236,7 +270,10 @@ def run_3d3d(*, reference_ct: Sequence[Path], verification: Sequence[Path], plan
         if ctx.planned_isocenter_mm is None:
             raise PreconditionError("a region of interest needs a planned isocenter (plan or --isocenter)")
         box = BoxROI(center_mm=ctx.planned_isocenter_mm, half_size_mm=roi_half_mm)
-    result = register_3d3d(ref.volume, ver.volume, dof=dof, roi=box)
+    mask = None
+    if roi_structure is not None and structure_set is not None:
+        mask = structure_mask(structure_sets(read_dicom([structure_set]))[0], roi_structure, ref.volume, roi_margin_mm)
+    result = register_3d3d(ref.volume, ver.volume, dof=dof, roi=box, reference_roi_mask=mask)
     return MatchOutcome("3d3d", result, ctx, result.transform, tuple(ref_ds), tuple(ver_ds),
                         reference_volume=ref.volume, verification_volume=ver.volume)
 
