@@ -79,3 +79,19 @@ def test_cli_bad_value_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) ->
 def test_cli_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_unexpected_exception_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import openigrt.cli.cmd_config as cmd
+
+    def boom(_settings: object) -> dict[str, object]:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(cmd, "_as_dict", boom)
+    assert main(["config"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: KeyError" in err and "Traceback" not in err
+    monkeypatch.setenv("OPENIGRT_TRACEBACK", "1")
+    assert main(["config"]) == 1
+    assert "Traceback" in capsys.readouterr().err

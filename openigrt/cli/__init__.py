@@ -11,7 +11,10 @@ Exit codes: 0 success, 1 failure (one clear message), 2 usage or configuration e
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import pkgutil
+import traceback
 from collections.abc import Sequence
 
 import click
@@ -20,6 +23,10 @@ from rich.markup import escape
 from openigrt import __version__
 from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, console_err
 from openigrt.errors import ConfigError, OpenIGRTError
+
+
+#: Environment variable that makes an unexpected exception print its traceback.
+TRACEBACK_ENV = "OPENIGRT_TRACEBACK"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -67,4 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # a command called sys.exit(code)
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_FAILURE
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        logging.getLogger("openigrt").debug("internal error", exc_info=True)
+        if os.environ.get(TRACEBACK_ENV):
+            traceback.print_exc()
+        console_err().print(f"[red]internal error:[/red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                            f"(a bug in OpenIGRT; set {TRACEBACK_ENV}=1 for the traceback)", highlight=False)
+        return EXIT_FAILURE
     return rv if isinstance(rv, int) else EXIT_OK
