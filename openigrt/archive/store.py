@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 from openigrt.archive.index import ArchiveIndex, InstanceRecord, values_from_dataset
 from openigrt.archive.model import uid_like
 from openigrt.errors import CacheError, DicomInputError, UnsupportedObjectError
-from openigrt.net.cache import atomic_write, encode_file_meta, ensure_dir
+from openigrt.net.cache import atomic_write, encode_file_meta, ensure_dir, is_stale_temp_name, is_temp_name
 from openigrt.net.header import check_structure, split_part10
 from openigrt.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -104,20 +103,6 @@ class ReconcileReport:
     indexed: int
     dropped: int
     temp_removed: int
-
-
-#: Temporary names of :func:`openigrt.net.cache.atomic_write`: ``.<name>.<pid>.<hex>.tmp``.
-_TMP_RE: Final = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _record(header: Dataset, values: dict[str, str], *, syntax: str, relative: str, offset: int,
@@ -294,9 +279,8 @@ class ArchiveStore:
         root = self.directory / OBJECTS_DIR
         for dirpath, _dirs, files in os.walk(root):
             for name in files:
-                m = _TMP_RE.match(name)
-                if m:
-                    if not _pid_alive(int(m.group(1))):
+                if is_temp_name(name):
+                    if is_stale_temp_name(name):
                         Path(dirpath, name).unlink(missing_ok=True)
                         removed += 1
                 elif name.endswith(".dcm"):

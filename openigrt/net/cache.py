@@ -509,8 +509,7 @@ class InstanceCache:
         removed = 0
         for dirpath, _dirs, files in os.walk(self.instances_dir):
             for name in files:
-                m = _TMP_RE.match(name)
-                if m and not _pid_alive(int(m.group(1))):
+                if is_stale_temp_name(name):
                     try:
                         os.unlink(os.path.join(dirpath, name))
                         removed += 1
@@ -559,6 +558,20 @@ class InstanceCache:
             received_at=datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="milliseconds"),
             size=stat.st_size))
         return True
+
+
+def is_stale_temp_name(name: str) -> bool:
+    """True for a temporary file name of :func:`atomic_write` whose writing process is gone.
+
+    Such a file is the remains of a crash or SIGKILL mid-write and is never a stored instance.
+    """
+    m = _TMP_RE.match(name)
+    return bool(m) and not _pid_alive(int(m.group(1)))  # type: ignore[union-attr]
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a temporary file name of :func:`atomic_write` (``.<name>.<pid>.<hex>.tmp``)."""
+    return _TMP_RE.match(name) is not None
 
 
 def _pid_alive(pid: int) -> bool:
