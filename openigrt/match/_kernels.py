@@ -1,9 +1,16 @@
-"""Numba kernels of the matchers: trilinear sampling of a volume and its gradient.
+"""Numba kernels of the matchers: the 3D/3D pyramid (block means, high-pass of a moving level),
+trilinear sampling, the Gauss-Newton normal equations of the 3D/3D match and the CBCT
+field-of-view mask.
 
-Each kernel writes one output per point (no parallel reduction), so results do not depend on
-thread scheduling: the registrations stay deterministic. Points are continuous array indices
-in array-axis order ``(k, j, i)`` = (slice, row, column); index ``0`` is the centre of the first
-voxel.
+Each kernel writes one output per point, voxel or fixed chunk (no reduction whose order depends
+on the threads), so results do not depend on thread scheduling: the registrations stay
+deterministic. Points are continuous array indices in array-axis order ``(k, j, i)`` = (slice,
+row, column); index ``0`` is the centre of the first voxel.
+
+Image gradients are central differences per index unit, one-sided at the grid edges (as
+``numpy.gradient``), interpolated trilinearly like the values; they are computed on the fly from
+the neighbours of each sample (no gradient volumes: a quarter of the memory, and the samples
+touch only part of the voxels).
 """
 
 from __future__ import annotations
@@ -14,69 +21,203 @@ from numpy.typing import NDArray
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _sample_value_grad(vol, gk, gj, gi, pts, out_val, out_grad, out_valid):  # pragma: no cover - jit
+def _highpass_crop(m, k0, j0, i0, low, kidx, kw, jidx, jw, iidx, iw, out):  # pragma: no cover - jit
+    """``out = m[crop] − trilinear(low)`` (separable weights per slice, row and column)."""
+    nz, ny, nx = out.shape
+    ly, lx = low.shape[1], low.shape[2]
+    for k in prange(nz):
+        a = kidx[k]
+        w = kw[k]
+        plane = np.empty((ly, lx))
+        for y in range(ly):
+            for x in range(lx):
+                plane[y, x] = (1.0 - w) * low[a, y, x] + w * low[a + 1, y, x]
+        for j in range(ny):
+            b = jidx[j]
+            v = jw[j]
+            for i in range(nx):
+                c = iidx[i]
+                u = iw[i]
+                lo0 = plane[b, c] + u * (plane[b, c + 1] - plane[b, c])
+                lo1 = plane[b + 1, c] + u * (plane[b + 1, c + 1] - plane[b + 1, c])
+                out[k, j, i] = m[k0 + k, j0 + j, i0 + i] - (lo0 + v * (lo1 - lo0))
+
+
+def highpass_crop(
+    moving: NDArray[np.float32],
+    lo_kji: tuple[int, int, int],
+    shape: tuple[int, int, int],
+    low_kji: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None,
+    low: NDArray[np.float32] | None,
+) -> NDArray[np.float32]:
+    """``moving[crop] − low-pass`` on a crop of a level, float32.
+
+    Parameters
+    ----------
+    moving : ndarray (nz, ny, nx) float32
+        The level image.
+    lo_kji, shape
+        First voxel and shape of the crop (array-axis order).
+    low_kji : three 1D arrays, optional
+        Continuous (k, j, i) indices in *low* of the crop's slices, rows and columns (the level
+        and the low-pass grid are axis-aligned with each other, so the trilinear interpolation is
+        separable); ``None``: no high-pass (a copy of the crop).
+    low : ndarray (lz, ly, lx) float32, optional
+        The low-pass image (its edge values extend beyond its grid).
+    """
+    k0, j0, i0 = (int(v) for v in lo_kji)
+    if low is None or low_kji is None:
+        return np.ascontiguousarray(moving[k0:k0 + shape[0], j0:j0 + shape[1], i0:i0 + shape[2]], dtype=np.float32)
+    low_a = np.ascontiguousarray(low, dtype=np.float32)
+    for ax in range(3):  # every axis at least 2 long (a 1-long axis is repeated: constant)
+        if low_a.shape[ax] == 1:
+            low_a = np.concatenate([low_a, low_a], axis=ax)
+    idx = [_lerp_weights(np.asarray(c, float), n) for c, n in zip(low_kji, low_a.shape)]
+    out = np.empty(tuple(int(v) for v in shape), np.float32)
+    _highpass_crop(moving, k0, j0, i0, low_a, idx[0][0], idx[0][1], idx[1][0], idx[1][1], idx[2][0], idx[2][1], out)
+    return out
+
+
+def _lerp_weights(c: NDArray[np.float64], n: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Lower neighbour and weight of linear interpolation at *c* on ``0 … n−1`` (n ≥ 2), edges extended."""
+    i0 = np.clip(np.floor(c), 0, n - 2).astype(np.int64)
+    return i0, np.clip(c - i0, 0.0, 1.0)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _sample_clamped(vol, pts, out):  # pragma: no cover - jit
     nz, ny, nx = vol.shape
-    n = pts.shape[0]
-    for p in prange(n):
+    for p in prange(pts.shape[0]):
+        k = min(max(pts[p, 0], 0.0), nz - 1.0)
+        j = min(max(pts[p, 1], 0.0), ny - 1.0)
+        i = min(max(pts[p, 2], 0.0), nx - 1.0)
+        k0 = min(int(k), max(nz - 2, 0))
+        j0 = min(int(j), max(ny - 2, 0))
+        i0 = min(int(i), max(nx - 2, 0))
+        k1 = min(k0 + 1, nz - 1)
+        j1 = min(j0 + 1, ny - 1)
+        i1 = min(i0 + 1, nx - 1)
+        fk, fj, fi = k - k0, j - j0, i - i0
+        a = vol[k0, j0, i0] + fi * (vol[k0, j0, i1] - vol[k0, j0, i0])
+        b = vol[k0, j1, i0] + fi * (vol[k0, j1, i1] - vol[k0, j1, i0])
+        c = vol[k1, j0, i0] + fi * (vol[k1, j0, i1] - vol[k1, j0, i0])
+        d = vol[k1, j1, i0] + fi * (vol[k1, j1, i1] - vol[k1, j1, i0])
+        ab = a + fj * (b - a)
+        cd = c + fj * (d - c)
+        out[p] = ab + fk * (cd - ab)
+
+
+def sample_clamped(vol: NDArray[np.float32], points_kji: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Trilinear value of *vol* at continuous indices ``(N, 3)`` (k, j, i); edge values extend
+    beyond the grid (as ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``)."""
+    out = np.empty(points_kji.shape[0], np.float64)
+    _sample_clamped(np.ascontiguousarray(vol), np.ascontiguousarray(points_kji, dtype=np.float64), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _bounds(pts, s, out):  # pragma: no cover - jit
+    for a in range(3):
+        out[0, a] = np.inf
+        out[1, a] = -np.inf
+    for p in range(pts.shape[0]):
+        for a in range(3):
+            v = s[a, 0] * pts[p, 0] + s[a, 1] * pts[p, 1] + s[a, 2] * pts[p, 2] + s[a, 3]
+            if v < out[0, a]:
+                out[0, a] = v
+            if v > out[1, a]:
+                out[1, a] = v
+
+
+def transformed_bounds(points_mm: NDArray[np.float64], s: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-axis min and max of ``S p`` over the points ``(N, 3)`` (``S`` 4×4 or 3×4)."""
+    out = np.empty((2, 3))
+    _bounds(np.ascontiguousarray(points_mm, dtype=np.float64), np.ascontiguousarray(s[:3, :4], dtype=np.float64), out)
+    return out[0], out[1]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _block_mean3(a, fk, fj, fi, lo, hi, clip, out):  # pragma: no cover - jit
+    nz, ny, nx = out.shape
+    inv = 1.0 / (fk * fj * fi)
+    for k in prange(nz):
+        for j in range(ny):
+            for i in range(nx):
+                acc = 0.0
+                for dk in range(fk):
+                    for dj in range(fj):
+                        for di in range(fi):
+                            v = float(a[k * fk + dk, j * fj + dj, i * fi + di])
+                            if clip:
+                                v = min(max(v, lo), hi)
+                            acc += v
+                out[k, j, i] = acc * inv
+
+
+def block_mean(array: NDArray[np.generic], factors_kji: tuple[int, int, int],
+               clip: tuple[float, float] | None = None) -> NDArray[np.float32]:
+    """Means of ``factors_kji`` blocks (partial blocks at the far ends dropped), float32, values
+    first clipped to *clip* (factors (1, 1, 1): the clipped float32 copy)."""
+    fk, fj, fi = (int(f) for f in factors_kji)
+    a = np.ascontiguousarray(array)
+    out = np.empty((a.shape[0] // fk, a.shape[1] // fj, a.shape[2] // fi), np.float32)
+    lo, hi = (-np.inf, np.inf) if clip is None else (float(clip[0]), float(clip[1]))
+    _block_mean3(a, fk, fj, fi, lo, hi, clip is not None, out)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _sample_value(vol, pts, out_val, out_valid):  # pragma: no cover - jit
+    nz, ny, nx = vol.shape
+    for p in prange(pts.shape[0]):
         k = pts[p, 0]
         j = pts[p, 1]
         i = pts[p, 2]
         if not (k >= 0.0 and j >= 0.0 and i >= 0.0 and k <= nz - 1 and j <= ny - 1 and i <= nx - 1):
             out_valid[p] = False
             out_val[p] = 0.0
-            out_grad[p, 0] = 0.0
-            out_grad[p, 1] = 0.0
-            out_grad[p, 2] = 0.0
             continue
-        k0 = min(int(k), nz - 2) if nz > 1 else 0
-        j0 = min(int(j), ny - 2) if ny > 1 else 0
-        i0 = min(int(i), nx - 2) if nx > 1 else 0
-        fk = k - k0
-        fj = j - j0
-        fi = i - i0
-        k1 = min(k0 + 1, nz - 1)
-        j1 = min(j0 + 1, ny - 1)
-        i1 = min(i0 + 1, nx - 1)
-        w000 = (1 - fk) * (1 - fj) * (1 - fi)
-        w001 = (1 - fk) * (1 - fj) * fi
-        w010 = (1 - fk) * fj * (1 - fi)
-        w011 = (1 - fk) * fj * fi
-        w100 = fk * (1 - fj) * (1 - fi)
-        w101 = fk * (1 - fj) * fi
-        w110 = fk * fj * (1 - fi)
-        w111 = fk * fj * fi
+        k0 = min(int(k), nz - 2)
+        j0 = min(int(j), ny - 2)
+        i0 = min(int(i), nx - 2)
+        fk, fj, fi = k - k0, j - j0, i - i0
+        v = 0.0
+        for dk in range(2):
+            wk = fk if dk else 1.0 - fk
+            for dj in range(2):
+                wkj = wk * (fj if dj else 1.0 - fj)
+                v += wkj * ((1.0 - fi) * vol[k0 + dk, j0 + dj, i0] + fi * vol[k0 + dk, j0 + dj, i0 + 1])
         out_valid[p] = True
-        out_val[p] = (w000 * vol[k0, j0, i0] + w001 * vol[k0, j0, i1] + w010 * vol[k0, j1, i0]
-                      + w011 * vol[k0, j1, i1] + w100 * vol[k1, j0, i0] + w101 * vol[k1, j0, i1]
-                      + w110 * vol[k1, j1, i0] + w111 * vol[k1, j1, i1])
-        out_grad[p, 0] = (w000 * gk[k0, j0, i0] + w001 * gk[k0, j0, i1] + w010 * gk[k0, j1, i0]
-                          + w011 * gk[k0, j1, i1] + w100 * gk[k1, j0, i0] + w101 * gk[k1, j0, i1]
-                          + w110 * gk[k1, j1, i0] + w111 * gk[k1, j1, i1])
-        out_grad[p, 1] = (w000 * gj[k0, j0, i0] + w001 * gj[k0, j0, i1] + w010 * gj[k0, j1, i0]
-                          + w011 * gj[k0, j1, i1] + w100 * gj[k1, j0, i0] + w101 * gj[k1, j0, i1]
-                          + w110 * gj[k1, j1, i0] + w111 * gj[k1, j1, i1])
-        out_grad[p, 2] = (w000 * gi[k0, j0, i0] + w001 * gi[k0, j0, i1] + w010 * gi[k0, j1, i0]
-                          + w011 * gi[k0, j1, i1] + w100 * gi[k1, j0, i0] + w101 * gi[k1, j0, i1]
-                          + w110 * gi[k1, j1, i0] + w111 * gi[k1, j1, i1])
+        out_val[p] = v
 
 
-def sample_value_and_gradient(
-    vol: NDArray[np.float32],
-    grad: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]],
-    points_kji: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
-    """Trilinear value and (pre-computed) gradient at continuous indices ``(N, 3)`` (k, j, i).
+def sample_value(vol: NDArray[np.float32], points_kji: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Trilinear value of *vol* at continuous indices ``(N, 3)`` (k, j, i).
 
-    Returns ``(values (N,), gradient (N, 3) per index unit in (k, j, i) order, valid (N,))``;
-    points outside the grid are invalid (value 0).
+    Returns ``(values (N,), valid (N,))``; points outside the grid are invalid (value 0). Every
+    axis of *vol* has at least 2 voxels.
     """
     n = points_kji.shape[0]
     val = np.empty(n, np.float64)
-    g = np.empty((n, 3), np.float64)
     valid = np.empty(n, np.bool_)
-    _sample_value_grad(vol, grad[0], grad[1], grad[2], np.ascontiguousarray(points_kji, dtype=np.float64),
-                       val, g, valid)
-    return val, g, valid
+    _sample_value(vol, np.ascontiguousarray(points_kji, dtype=np.float64), val, valid)
+    return val, valid
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _diff(h, k, j, i, nz, ny, nx, ax):  # pragma: no cover - jit
+    """Central difference of *h* along axis *ax* at voxel (k, j, i), one-sided at the edges."""
+    if ax == 0:
+        kp = min(k + 1, nz - 1)
+        km = max(k - 1, 0)
+        return (h[kp, j, i] - h[km, j, i]) / (kp - km)
+    if ax == 1:
+        jp = min(j + 1, ny - 1)
+        jm = max(j - 1, 0)
+        return (h[k, jp, i] - h[k, jm, i]) / (jp - jm)
+    ip = min(i + 1, nx - 1)
+    im = max(i - 1, 0)
+    return (h[k, j, ip] - h[k, j, im]) / (ip - im)
 
 
 #: fixed number of partial sums of the Gauss-Newton accumulation (independent of the thread
@@ -85,7 +226,7 @@ GN_CHUNKS = 256
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _gn_accumulate(vol, gk, gj, gi, q, fv, s, a_inv, origin, c, six, out):  # pragma: no cover - jit
+def _gn_accumulate(vol, q, fv, s, a_inv, origin, c, six, cell, out):  # pragma: no cover - jit
     nz, ny, nx = vol.shape
     n = q.shape[0]
     nchunk = out.shape[0]
@@ -94,6 +235,7 @@ def _gn_accumulate(vol, gk, gj, gi, q, fv, s, a_inv, origin, c, six, out):  # pr
         lo = (n * ch) // nchunk
         hi = (n * (ch + 1)) // nchunk
         x = np.empty(8)
+        acc = np.zeros((9, 9))
         for p in range(lo, hi):
             px = s[0, 0] * q[p, 0] + s[0, 1] * q[p, 1] + s[0, 2] * q[p, 2] + s[0, 3]
             py = s[1, 0] * q[p, 0] + s[1, 1] * q[p, 1] + s[1, 2] * q[p, 2] + s[1, 3]
@@ -108,26 +250,42 @@ def _gn_accumulate(vol, gk, gj, gi, q, fv, s, a_inv, origin, c, six, out):  # pr
             j0 = min(int(j), ny - 2)
             i0 = min(int(i), nx - 2)
             fk, fj, fi = k - k0, j - j0, i - i0
-            w000 = (1 - fk) * (1 - fj) * (1 - fi)
-            w001 = (1 - fk) * (1 - fj) * fi
-            w010 = (1 - fk) * fj * (1 - fi)
-            w011 = (1 - fk) * fj * fi
-            w100 = fk * (1 - fj) * (1 - fi)
-            w101 = fk * (1 - fj) * fi
-            w110 = fk * fj * (1 - fi)
-            w111 = fk * fj * fi
-            m = (w000 * vol[k0, j0, i0] + w001 * vol[k0, j0, i0 + 1] + w010 * vol[k0, j0 + 1, i0]
-                 + w011 * vol[k0, j0 + 1, i0 + 1] + w100 * vol[k0 + 1, j0, i0] + w101 * vol[k0 + 1, j0, i0 + 1]
-                 + w110 * vol[k0 + 1, j0 + 1, i0] + w111 * vol[k0 + 1, j0 + 1, i0 + 1])
-            g_k = (w000 * gk[k0, j0, i0] + w001 * gk[k0, j0, i0 + 1] + w010 * gk[k0, j0 + 1, i0]
-                   + w011 * gk[k0, j0 + 1, i0 + 1] + w100 * gk[k0 + 1, j0, i0] + w101 * gk[k0 + 1, j0, i0 + 1]
-                   + w110 * gk[k0 + 1, j0 + 1, i0] + w111 * gk[k0 + 1, j0 + 1, i0 + 1])
-            g_j = (w000 * gj[k0, j0, i0] + w001 * gj[k0, j0, i0 + 1] + w010 * gj[k0, j0 + 1, i0]
-                   + w011 * gj[k0, j0 + 1, i0 + 1] + w100 * gj[k0 + 1, j0, i0] + w101 * gj[k0 + 1, j0, i0 + 1]
-                   + w110 * gj[k0 + 1, j0 + 1, i0] + w111 * gj[k0 + 1, j0 + 1, i0 + 1])
-            g_i = (w000 * gi[k0, j0, i0] + w001 * gi[k0, j0, i0 + 1] + w010 * gi[k0, j0 + 1, i0]
-                   + w011 * gi[k0, j0 + 1, i0 + 1] + w100 * gi[k0 + 1, j0, i0] + w101 * gi[k0 + 1, j0, i0 + 1]
-                   + w110 * gi[k0 + 1, j0 + 1, i0] + w111 * gi[k0 + 1, j0 + 1, i0 + 1])
+            m = 0.0
+            g_k = 0.0
+            g_j = 0.0
+            g_i = 0.0
+            if cell:  # derivative of the trilinear interpolant itself
+                v000 = vol[k0, j0, i0]
+                v001 = vol[k0, j0, i0 + 1]
+                v010 = vol[k0, j0 + 1, i0]
+                v011 = vol[k0, j0 + 1, i0 + 1]
+                v100 = vol[k0 + 1, j0, i0]
+                v101 = vol[k0 + 1, j0, i0 + 1]
+                v110 = vol[k0 + 1, j0 + 1, i0]
+                v111 = vol[k0 + 1, j0 + 1, i0 + 1]
+                a00 = v000 + fi * (v001 - v000)
+                a01 = v010 + fi * (v011 - v010)
+                a10 = v100 + fi * (v101 - v100)
+                a11 = v110 + fi * (v111 - v110)
+                b0 = a00 + fj * (a01 - a00)
+                b1 = a10 + fj * (a11 - a10)
+                m = b0 + fk * (b1 - b0)
+                g_k = b1 - b0
+                g_j = (1.0 - fk) * (a01 - a00) + fk * (a11 - a10)
+                g_i = ((1.0 - fk) * ((1.0 - fj) * (v001 - v000) + fj * (v011 - v010))
+                       + fk * ((1.0 - fj) * (v101 - v100) + fj * (v111 - v110)))
+            else:
+                for dk in range(2):
+                    wk = fk if dk else 1.0 - fk
+                    for dj in range(2):
+                        wkj = wk * (fj if dj else 1.0 - fj)
+                        for di in range(2):
+                            w = wkj * (fi if di else 1.0 - fi)
+                            kk, jj, ii = k0 + dk, j0 + dj, i0 + di
+                            m += w * vol[kk, jj, ii]
+                            g_k += w * _diff(vol, kk, jj, ii, nz, ny, nx, 0)
+                            g_j += w * _diff(vol, kk, jj, ii, nz, ny, nx, 1)
+                            g_i += w * _diff(vol, kk, jj, ii, nz, ny, nx, 2)
             # patient-space gradient: g_p = A^-T g_ijk
             gx = a_inv[0, 0] * g_i + a_inv[1, 0] * g_j + a_inv[2, 0] * g_k
             gy = a_inv[0, 1] * g_i + a_inv[1, 1] * g_j + a_inv[2, 1] * g_k
@@ -144,20 +302,22 @@ def _gn_accumulate(vol, gk, gj, gi, q, fv, s, a_inv, origin, c, six, out):  # pr
                 x[2], x[3], x[4] = gx, gy, gz
             f = fv[p]
             for a in range(npar):
-                out[ch, a, 8] += x[a] * f
+                acc[a, 8] += x[a] * f
                 for b in range(a, npar):
-                    out[ch, a, b] += x[a] * x[b]
-            out[ch, 8, 0] += 1.0
-            out[ch, 8, 1] += f
-            out[ch, 8, 2] += f * f
-            out[ch, 8, 3] += m * f
-            out[ch, 8, 4] += m
-            out[ch, 8, 5] += m * m
+                    acc[a, b] += x[a] * x[b]
+            acc[8, 0] += 1.0
+            acc[8, 1] += f
+            acc[8, 2] += f * f
+            acc[8, 3] += m * f
+            acc[8, 4] += m
+            acc[8, 5] += m * m
+        for a in range(9):
+            for b in range(9):
+                out[ch, a, b] = acc[a, b]
 
 
 def gauss_newton_sums(
     vol: NDArray[np.float32],
-    grad: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]],
     points_mm: NDArray[np.float64],
     fixed_values: NDArray[np.float64],
     s: NDArray[np.float64],
@@ -165,19 +325,20 @@ def gauss_newton_sums(
     origin: NDArray[np.float64],
     centre: NDArray[np.float64],
     six_dof: bool,
+    cell_gradient: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], dict[str, float]]:
     """Normal equations of the linearised model ``F ≈ a·M(S q) + b + J·(a·δ)`` and NCC sums.
 
-    Moving image ``M`` (with pre-computed index-space gradients ``grad`` in (k, j, i) order) is
-    sampled at ``S q`` for the fixed points ``q`` (patient mm); ``affine_inv`` / ``origin`` map
+    Moving image ``M`` (*vol*, its gradient from central differences, see the module docstring)
+    is sampled at ``S q`` for the fixed points ``q`` (patient mm); ``affine_inv`` / ``origin`` map
     patient mm to the moving index (i, j, k). Returns ``(H, g, stats)`` with ``H`` the upper-
     triangle-filled symmetric matrix over ``[a, b, (omega), t]`` and stats ``n, sf, sff, smf, sm,
     smm`` over the points that fell inside the moving grid.
     """
     out = np.zeros((GN_CHUNKS, 9, 9))
-    _gn_accumulate(vol, grad[0], grad[1], grad[2], np.ascontiguousarray(points_mm), np.ascontiguousarray(fixed_values),
+    _gn_accumulate(vol, np.ascontiguousarray(points_mm), np.ascontiguousarray(fixed_values),
                    np.ascontiguousarray(s[:3, :4]), np.ascontiguousarray(affine_inv), np.ascontiguousarray(origin),
-                   np.ascontiguousarray(centre, dtype=np.float64), six_dof, out)
+                   np.ascontiguousarray(centre, dtype=np.float64), six_dof, cell_gradient, out)
     tot = out[0].copy()
     for ch in range(1, GN_CHUNKS):  # fixed order
         tot += out[ch]
@@ -186,3 +347,73 @@ def gauss_newton_sums(
     h = h + np.triu(h, 1).T
     stats = dict(zip(("n", "sf", "sff", "smf", "sm", "smm"), (float(v) for v in tot[8, :6])))
     return h, tot[:npar, 8].copy(), stats
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _fov_valid(a, pad, erode, out):  # pragma: no cover - jit
+    """Per slice: inside = ≥ 13 of the 5×5 neighbours are not *pad*; kept when its whole
+    (2·erode+1)² neighbourhood is inside (zero outside the grid)."""
+    nz, ny, nx = a.shape
+    n = 2 * erode + 1
+    for k in prange(nz):
+        v = np.empty((ny, nx), np.int32)
+        h = np.empty((ny, nx), np.int32)
+        for j in range(ny):
+            for i in range(nx):
+                v[j, i] = 1 if a[k, j, i] != pad else 0
+        _box_rows(v, 2, h)
+        _box_cols(h, 2, v)
+        for j in range(ny):
+            for i in range(nx):
+                v[j, i] = 1 if v[j, i] >= 13 else 0
+        if erode <= 0:
+            for j in range(ny):
+                for i in range(nx):
+                    out[k, j, i] = v[j, i] > 0
+            continue
+        _box_rows(v, erode, h)
+        _box_cols(h, erode, v)
+        for j in range(ny):
+            for i in range(nx):
+                out[k, j, i] = v[j, i] == n * n
+
+
+@njit(cache=True, nogil=True)
+def _box_rows(v, r, out):  # pragma: no cover - jit
+    ny, nx = v.shape
+    for j in range(ny):
+        acc = 0
+        for i in range(min(r, nx)):
+            acc += v[j, i]
+        for i in range(nx):
+            if i + r < nx:
+                acc += v[j, i + r]
+            if i - r - 1 >= 0:
+                acc -= v[j, i - r - 1]
+            out[j, i] = acc
+
+
+@njit(cache=True, nogil=True)
+def _box_cols(v, r, out):  # pragma: no cover - jit
+    ny, nx = v.shape
+    for i in range(nx):
+        acc = 0
+        for j in range(min(r + 1, ny)):
+            acc += v[j, i]
+        out[0, i] = acc
+    for j in range(1, ny):
+        for i in range(nx):
+            acc = out[j - 1, i]
+            if j + r < ny:
+                acc += v[j + r, i]
+            if j - r - 1 >= 0:
+                acc -= v[j - r - 1, i]
+            out[j, i] = acc
+
+
+def fov_valid(array: NDArray[np.generic], pad: float, erode: int) -> NDArray[np.bool_]:
+    """Field-of-view mask of a volume padded with *pad* (see ``volume3d.field_of_view_mask``)."""
+    out = np.empty(array.shape, np.bool_)
+    a = np.ascontiguousarray(array)
+    _fov_valid(a, a.dtype.type(pad), int(erode), out)
+    return out

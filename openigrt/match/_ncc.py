@@ -46,12 +46,18 @@ def masked_ncc_map(
     moving_mask: NDArray[np.bool_] | None = None,
     max_shift: tuple[float, ...] | float,
     min_overlap_fraction: float = 0.3,
+    compact: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Masked NCC for every integer shift (wrapped FFT layout) and the overlap counts.
 
     Entry ``[u]`` (negative shifts wrap to the end of each axis) is the NCC of
     ``fixed(x)`` with ``moving(x − u)``; shifts outside ``max_shift`` or with too little overlap
     are ``-inf``. See :func:`masked_ncc_search` for the parameters.
+
+    With *compact* the FFTs are only as long as the search needs: per axis
+    ``max(len_fixed, len_moving) + ceil(max_shift)`` instead of ``len_fixed + len_moving − 1``
+    (the circular correlation is then exact for every ``|u| <= max_shift``; the other entries,
+    which wrap, are ``-inf``); the map is smaller, the values the same.
     """
     f = np.asarray(fixed, dtype=np.float64)
     g = np.asarray(moving, dtype=np.float64)
@@ -61,7 +67,13 @@ def masked_ncc_map(
     f = np.where(mf, f - f[mf].mean(), 0.0)
     g = np.where(mg, g - g[mg].mean(), 0.0)
     mf_d, mg_d = mf.astype(np.float64), mg.astype(np.float64)
-    shape = tuple(sfft.next_fast_len(a + b - 1, real=True) for a, b in zip(f.shape, g.shape))
+    ms = np.broadcast_to(np.asarray(max_shift, dtype=float), (f.ndim,))
+    full = [a + b - 1 for a, b in zip(f.shape, g.shape)]
+    if compact:
+        need = [max(a, b) + int(np.ceil(lim)) for a, b, lim in zip(f.shape, g.shape, ms)]
+        full = [min(n, c) if max(a, b) > np.ceil(lim) else n
+                for n, c, a, b, lim in zip(full, need, f.shape, g.shape, ms)]
+    shape = tuple(sfft.next_fast_len(n, real=True) for n in full)
     fwd = lambda a: sfft.rfftn(a, s=shape, workers=-1)  # noqa: E731
     F_mf, F_f, F_ff = fwd(mf_d), fwd(f), fwd(f * f)
     F_mg, F_g, F_gg = fwd(mg_d), fwd(g), fwd(g * g)
@@ -81,7 +93,6 @@ def masked_ncc_map(
     min_n = min_overlap_fraction * min(mf.sum(), mg.sum())
     ncc[n < min_n] = -np.inf
     # restrict to the search window (negative shifts wrap to the end of each axis)
-    ms = np.broadcast_to(np.asarray(max_shift, dtype=float), (f.ndim,))
     for ax, (size, lim) in enumerate(zip(shape, ms)):
         u = np.arange(size)
         u = np.where(u > size // 2, u - size, u)
@@ -100,6 +111,7 @@ def masked_ncc_search(
     moving_mask: NDArray[np.bool_] | None = None,
     max_shift: tuple[float, ...] | float,
     min_overlap_fraction: float = 0.3,
+    compact: bool = False,
 ) -> ShiftPeak:
     """Exhaustive masked NCC over integer shifts ``|u_axis| <= max_shift[axis]``.
 
@@ -113,6 +125,9 @@ def masked_ncc_search(
         Search half-range per axis in pixels.
     min_overlap_fraction : float
         Shifts whose overlap is below this share of the smaller mask are ignored.
+    compact : bool
+        Shorter FFTs, only as long as the search window needs (same result, faster when
+        ``max_shift`` is small against the images; see :func:`masked_ncc_map`).
 
     Returns
     -------
@@ -128,7 +143,7 @@ def masked_ncc_search(
     ([3, -5], 1.0)
     """
     ncc, n = masked_ncc_map(fixed, moving, fixed_mask=fixed_mask, moving_mask=moving_mask,
-                            max_shift=max_shift, min_overlap_fraction=min_overlap_fraction)
+                            max_shift=max_shift, min_overlap_fraction=min_overlap_fraction, compact=compact)
     return peak_of(ncc, n)
 
 

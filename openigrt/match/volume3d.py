@@ -6,18 +6,26 @@ Algorithm (deterministic; no random sampling):
    everything that is not the constant padding value outside the reconstruction cylinder
    (:func:`field_of_view_mask`). Only voxels inside it (and inside the optional region of
    interest) are sample points.
-2. **Pyramid.** Both images are Gaussian-smoothed and resampled by SimpleITK to levels of
-   ``levels_mm`` voxel size (never finer than the native grid); the reference is first cropped to
-   the part that can overlap the CBCT. Each level is **high-pass filtered** (image minus its
-   masked Gaussian blur of ``highpass_mm``), which removes HU offset and low-frequency
-   shading/cupping; the reference is clipped to ``clip_hu`` (metal/markers, air).
+2. **Pyramid.** Both images are block-averaged (numpy/numba, each level from the next finer
+   one) to levels of ``levels_mm`` voxel size (block size ``round(level / spacing)`` per axis,
+   never finer than the native grid); the reference is first cropped to the part that can
+   overlap the CBCT and clipped to ``clip_hu`` (metal/markers, air). Each level is **high-pass
+   filtered** (image minus its masked Gaussian blur of ``highpass_mm``, computed once on the
+   coarsest level and interpolated trilinearly), which removes HU offset and low-frequency
+   shading/cupping. The high-pass is applied only where it is used: at the CBCT sample points
+   and on the part of each reference level the samples can reach from the current estimate.
 3. **Initialisation.** An exhaustive masked-NCC translation search over ``±search_range_mm``
    (FFT, Padfield 2012) at the coarsest level, so the match converges from ±15 mm setup
    errors on every axis.
 4. **Gauss-Newton.** On each level the residual ``F(q) − (a·M(S(q)) + b)`` is minimised over
    the rigid ``S`` (verification → reference), the gain ``a`` and offset ``b`` (an NCC-equivalent
    model, robust to intensity scale/offset), compositional updates, trilinear sampling of ``M``
-   and its gradient in a numba kernel.
+   and its gradient and the normal equations in one numba pass. On the coarser levels the
+   gradient is the derivative of the trilinear interpolant (central differences underestimate
+   the slope of coarse images, so their steps overshoot and oscillate) and the tolerances are
+   ``COARSE_TOLERANCE_FACTOR`` times looser (they only hand a start to the next level); on the
+   finest level the gradient is interpolated central differences (smooth in the position: no
+   limit cycle at sub-voxel steps).
 5. **Quality gates.** Blank image, no overlap, divergence, final NCC below
    :data:`~openigrt.match.result.MIN_NCC_3D` raise :class:`~openigrt.errors.RegistrationError`.
 
@@ -54,6 +62,9 @@ DEFAULT_LEVELS_MM = (4.0, 2.0, 1.0)
 STEP_TOLERANCE_FRACTION = 0.005
 #: rotation update tolerance (degrees) at the finest level
 ROTATION_TOLERANCE_DEG = 0.002
+#: the coarser levels only have to hand a close start to the next one: their tolerances are
+#: these multiples of the finest level's
+COARSE_TOLERANCE_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -94,63 +105,65 @@ class _Grid:
         return ijk[:, ::-1]
 
 
-def _sitk_image(vol: Volume, array: NDArray[Any] | None = None) -> Any:
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.ascontiguousarray(vol.array if array is None else array, dtype=np.float32))
-    img.SetOrigin(tuple(vol.origin_mm))
-    img.SetSpacing(tuple(vol.spacing_mm))
-    img.SetDirection(tuple(float(v) for v in np.asarray(vol.direction).ravel()))
-    return img
+def _affine_origin(vol: Volume) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    return vol.index_to_patient_matrix()[:3, :3], np.asarray(vol.origin_mm, float)
 
 
-def _grid_of(img: Any) -> _Grid:
-    import SimpleITK as sitk
+def _shrink_factors(grid: _Grid, target_mm: float) -> tuple[int, int, int]:
+    """Block sizes (i, j, k) towards voxels of ``target_mm``: ``round(target / spacing)``, at least 1
+    (and at most the axis length)."""
+    sp = np.linalg.norm(grid.affine, axis=0)
+    n = grid.array.shape[::-1]
+    return tuple(int(min(max(1, round(target_mm / v)), m)) for v, m in zip(sp, n))  # type: ignore[return-value]
 
-    d = np.asarray(img.GetDirection(), float).reshape(3, 3)
-    return _Grid(sitk.GetArrayFromImage(img).astype(np.float32, copy=False),
-                 d * np.asarray(img.GetSpacing(), float)[None, :], np.asarray(img.GetOrigin(), float))
+
+def _block_mean(grid: _Grid, factors: tuple[int, int, int], clip: tuple[float, float] | None = None) -> _Grid:
+    """Block averages of ``factors`` (i, j, k) voxels (the partial block at the far end of an axis
+    is dropped; each new voxel centre is the mean of its block's centres), values first clipped
+    to *clip*."""
+    from openigrt.match._kernels import block_mean
+
+    fi, fj, fk = factors
+    if fi == fj == fk == 1 and clip is None and grid.array.dtype == np.float32:
+        return grid
+    f = np.array(factors, float)
+    return _Grid(block_mean(grid.array, (fk, fj, fi), clip), grid.affine * f[None, :],
+                 grid.origin + grid.affine @ ((f - 1.0) / 2.0))
 
 
-def _smooth_resample(img: Any, target_mm: float) -> Any:
-    """Downsample *img* towards voxels of ``target_mm`` by block averaging (``BinShrink``).
-
-    The shrink factor per axis is ``round(target / spacing)`` (at least 1), so the level spacing
-    is close to, not exactly, the target; block averaging is the anti-aliasing filter.
-    """
-    import SimpleITK as sitk
-
-    sp = np.asarray(img.GetSpacing(), float)
-    factors = [int(max(1, round(target_mm / v))) for v in sp]
-    out = sitk.Cast(img, sitk.sitkFloat32)
-    if max(factors) == 1:
-        return out
-    return sitk.BinShrink(out, factors)
+def _block_all(mask: NDArray[np.bool_], factors: tuple[int, int, int]) -> NDArray[np.bool_]:
+    """A block is valid when all its voxels are."""
+    fi, fj, fk = factors
+    if fi == fj == fk == 1:
+        return mask
+    nz, ny, nx = mask.shape[0] // fk, mask.shape[1] // fj, mask.shape[2] // fi
+    out = np.ones((nz, ny, nx), bool)
+    for dk in range(fk):
+        for dj in range(fj):
+            for di in range(fi):
+                out &= mask[dk:nz * fk:fk, dj:ny * fj:fj, di:nx * fi:fi]
+    return out
 
 
 def field_of_view_mask(verification: Volume, *, erode_voxels: int = 2) -> NDArray[np.bool_]:
     """Valid-reconstruction mask of a CBCT: voxels that are not the constant padding value.
 
     The padding value is the most frequent exact value when it fills ≥ 2 % of the grid (a noisy
-    reconstruction never repeats one value that often); otherwise every voxel is valid. The mask
-    is eroded by *erode_voxels* in-plane to stay clear of the edge.
+    reconstruction never repeats one value that often); otherwise every voxel is valid. A voxel
+    is inside when at least 13 of its in-plane 5 × 5 neighbours are not padding (isolated
+    padding-valued voxels inside the FOV, e.g. an exact -1000 in air, are not "outside"); the
+    mask is then eroded by *erode_voxels* in-plane (a voxel is kept when its whole
+    ``(2e+1)²`` in-plane neighbourhood is inside) to stay clear of the edge.
     """
+    from openigrt.match._kernels import fov_valid
+
     a = verification.array
     sample = a[:: max(1, a.shape[0] // 16), ::4, ::4].ravel()
     values, counts = np.unique(sample, return_counts=True)
     top = int(np.argmax(counts))
     if counts[top] < 0.02 * sample.size:
         return np.ones(a.shape, bool)
-    from scipy import ndimage
-
-    # isolated padding-valued voxels inside the FOV (e.g. an exact -1000 in air) are not "outside":
-    # a voxel is inside when most of its in-plane 5x5 neighbourhood is not padding ...
-    valid = ndimage.uniform_filter((a != values[top]).astype(np.float32), size=(1, 5, 5), mode="constant") > 0.5
-    if erode_voxels <= 0:
-        return valid
-    # ... and kept when its whole (2e+1)^2 in-plane neighbourhood is inside (erosion, separable)
-    n = 2 * erode_voxels + 1
-    return ndimage.uniform_filter(valid.astype(np.float32), size=(1, n, n), mode="constant") > 1.0 - 1e-3
+    return fov_valid(a, values[top], max(0, int(erode_voxels)))
 
 
 # ----------------------------------------------------------------------------- the registration
@@ -191,66 +204,87 @@ class _Level:
     spacing_mm: float
     fixed_points: NDArray[np.float64]  # (N, 3) verification patient mm
     fixed_values: NDArray[np.float64]
-    moving: _Grid
-    moving_grad: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]
+    moving: _Grid  # high-passed, cropped to the part the sample points can reach
 
 
 @dataclass(frozen=True, eq=False)
 class _Pyramid:
-    """High-passed level images (fine → coarse built incrementally) and the CBCT masks."""
+    """Block-averaged level images (not yet high-passed), the CBCT masks and the low-pass images.
 
-    fixed: dict[float, Any]
-    fixed_mask: dict[float, Any]
-    moving: dict[float, Any]
+    The high-pass (level minus the low-pass interpolated onto it) is applied where it is needed:
+    at the fixed sample points and on the part of each moving level the samples can reach.
+    """
+
+    fixed: dict[float, _Grid]
+    fixed_mask: dict[float, NDArray[np.bool_]]
+    moving: dict[float, _Grid]
+    low_fixed: _Grid | None
+    low_moving: _Grid | None
 
 
-def _lowpass_on_coarse(img: Any, mask: Any | None, sigma_mm: float) -> Any:
-    """Normalised Gaussian low-pass of *img* (inside *mask*) computed on its own (coarse) grid."""
+def _lowpass_on_coarse(grid: _Grid, mask: NDArray[np.bool_] | None, sigma_mm: float) -> _Grid:
+    """Normalised Gaussian low-pass of *grid* (inside *mask*) computed on its own (coarse) grid."""
     import SimpleITK as sitk
 
-    f32 = sitk.sitkFloat32
+    sp = tuple(float(v) for v in np.linalg.norm(grid.affine, axis=0))
+
+    def smooth(a: NDArray[np.float32]) -> NDArray[np.float32]:
+        img = sitk.GetImageFromArray(np.ascontiguousarray(a, dtype=np.float32))
+        img.SetSpacing(sp)
+        return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm))).astype(np.float32)
+
     if mask is None:
-        return sitk.Cast(sitk.SmoothingRecursiveGaussian(img, float(sigma_mm)), f32)
-    num = sitk.Cast(sitk.SmoothingRecursiveGaussian(img * mask, float(sigma_mm)), f32)
-    den = sitk.Cast(sitk.Maximum(sitk.Cast(sitk.SmoothingRecursiveGaussian(mask, float(sigma_mm)), f32), 1e-3), f32)
-    return sitk.Divide(num, den)
+        return _Grid(smooth(grid.array), grid.affine, grid.origin)
+    m = mask.astype(np.float32)
+    low = smooth(grid.array * m) / np.maximum(smooth(m), np.float32(1e-3))
+    return _Grid(low.astype(np.float32), grid.affine, grid.origin)
 
 
-def _build_pyramid(ref_img: Any, ver_img: Any, mask_img: Any, levels_mm: tuple[float, ...],
-                   highpass_mm: float | None) -> _Pyramid:
-    """Smooth/resample every level from the next finer one; subtract a low-pass computed once on the
-    coarsest level (HU offset, cupping and shading are far smoother than that grid)."""
-    import SimpleITK as sitk
-
+def _build_pyramid(reference: Volume, verification: Volume, fov: NDArray[np.bool_], levels_mm: tuple[float, ...],
+                   highpass_mm: float | None, clip_hu: tuple[float, float]) -> _Pyramid:
+    """Block-average every level from the next finer one (numpy); the low-pass (HU offset, cupping
+    and shading are far smoother than the coarsest grid) is computed once on the coarsest level."""
     fine_to_coarse = sorted(set(levels_mm))
+    f_prev, fm_prev = _Grid(verification.array, *_affine_origin(verification)), fov
+    m_prev = _Grid(reference.array, *_affine_origin(reference))
     f_lv, m_lv, fm_lv = {}, {}, {}
-    f_prev, m_prev, fm_prev = ver_img, ref_img, mask_img
-    for sp in fine_to_coarse:
-        f_prev = _smooth_resample(f_prev, sp)
-        m_prev = _smooth_resample(m_prev, sp)
-        fm_prev = _smooth_resample(fm_prev, sp)  # share of valid voxels in each block
-        f_lv[sp], m_lv[sp] = f_prev, m_prev
-        fm_lv[sp] = sitk.Cast(sitk.BinaryThreshold(fm_prev, 0.999, 2.0, 1, 0), sitk.sitkFloat32)
-        fm_prev = fm_lv[sp]
+    for n, sp in enumerate(fine_to_coarse):
+        ff = _shrink_factors(f_prev, sp)
+        f_prev, fm_prev = _block_mean(f_prev, ff), _block_all(fm_prev, ff)
+        m_prev = _block_mean(m_prev, _shrink_factors(m_prev, sp), clip_hu if n == 0 else None)
+        f_lv[sp], m_lv[sp], fm_lv[sp] = f_prev, m_prev, fm_prev
+    low_f = low_m = None
     if highpass_mm:
         top = fine_to_coarse[-1]
         low_f = _lowpass_on_coarse(f_lv[top], fm_lv[top], highpass_mm)
         low_m = _lowpass_on_coarse(m_lv[top], None, highpass_mm)
-        for sp in fine_to_coarse:
-            lf = sitk.Resample(low_f, f_lv[sp], sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-            lm = sitk.Resample(low_m, m_lv[sp], sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-            f_lv[sp] = (f_lv[sp] - lf) * fm_lv[sp]
-            m_lv[sp] = m_lv[sp] - lm
-    return _Pyramid(f_lv, fm_lv, m_lv)
+    return _Pyramid(f_lv, fm_lv, m_lv, low_f, low_m)
+
+
+def _low_at(low: _Grid, points_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Trilinear value of a low-pass grid at patient points (edge values extended)."""
+    from openigrt.match._kernels import sample_clamped
+
+    return sample_clamped(low.array, low.to_kji(points_mm))
+
+
+def _separable_coords(low: _Grid, grid: _Grid, lo_kji: NDArray[np.int64], shape: tuple[int, ...]
+                      ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
+    """Continuous (k, j, i) indices in *low* of the crop's slices/rows/columns, or None when the grids
+    are not axis-aligned with each other."""
+    m = low.affine_inv @ grid.affine
+    if np.abs(m - np.diag(np.diag(m))).max() > 1e-9 * np.abs(m).max():
+        return None
+    off = low.affine_inv @ (grid.origin - low.origin)
+    ijk = [off[a] + m[a, a] * (lo_kji[2 - a] + np.arange(shape[2 - a])) for a in range(3)]
+    return ijk[2], ijk[1], ijk[0]
 
 
 def _prepare_level(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.float64], max_samples: int,
                    reach_mm: float) -> _Level:
-    import SimpleITK as sitk
+    from openigrt.match._kernels import highpass_crop
 
-    f_img, fm_img, m_img = pyr.fixed[spacing], pyr.fixed_mask[spacing], pyr.moving[spacing]
-    f_grid, m_grid = _grid_of(f_img), _grid_of(m_img)
-    fmask = sitk.GetArrayViewFromImage(fm_img) > 0.5
+    f_grid, fmask, m_grid = pyr.fixed[spacing], pyr.fixed_mask[spacing], pyr.moving[spacing]
     flat = np.flatnonzero(fmask)
     if roi_fn is not None and len(flat) > 4 * max_samples:  # regular subset first (speed)
         flat = flat[:: len(flat) // (4 * max_samples)]
@@ -265,47 +299,65 @@ def _prepare_level(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.flo
     if len(pts) > max_samples:
         step = int(np.ceil(len(pts) / max_samples))
         pts, vals = pts[::step], vals[::step]
-    m_grid = _crop_to_reach(m_grid, pts, s, margin_mm=reach_mm)
-    grads = np.gradient(m_grid.array)
-    return _Level(spacing, pts, vals, m_grid, tuple(np.ascontiguousarray(g, dtype=np.float32) for g in grads))
+    if pyr.low_fixed is not None and len(pts):
+        vals = vals - _low_at(pyr.low_fixed, pts)
+    lo, hi = _reach_box(m_grid, pts, s, margin_mm=reach_mm)
+    shape = tuple(int(v) for v in hi - lo)
+    origin = m_grid.origin + m_grid.affine @ lo[::-1].astype(float)
+    low = pyr.low_moving
+    coords = _separable_coords(low, m_grid, lo, shape) if low is not None else None
+    if low is not None and coords is None:  # not axis-aligned (never for levels of one volume)
+        sub = highpass_crop(m_grid.array, tuple(lo), shape, None, None)
+        kk = np.indices(shape).reshape(3, -1).T.astype(float)
+        moving = sub - _low_at(low, kk[:, ::-1] @ m_grid.affine.T + origin).reshape(shape).astype(np.float32)
+    else:
+        moving = highpass_crop(m_grid.array, tuple(lo), shape, coords, None if low is None else low.array)
+    return _Level(spacing, pts, vals, _Grid(moving, m_grid.affine, origin))
 
 
-def _crop_to_reach(grid: _Grid, pts: NDArray[np.float64], s: NDArray[np.float64], margin_mm: float) -> _Grid:
-    """The part of the moving level the sample points can reach from ``S`` (± *margin_mm*)."""
+def _reach_box(grid: _Grid, pts: NDArray[np.float64], s: NDArray[np.float64], margin_mm: float
+               ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Index box (k, j, i) [lo, hi) of the moving level the sample points can reach from ``S`` (± *margin_mm*)."""
+    shape = np.array(grid.array.shape)
     if len(pts) == 0:
-        return grid
-    p = pts @ s[:3, :3].T + s[:3, 3]
-    lo_mm, hi_mm = p.min(axis=0) - margin_mm, p.max(axis=0) + margin_mm
+        return np.zeros(3, np.int64), shape.astype(np.int64)
+    from openigrt.match._kernels import transformed_bounds
+
+    p_lo, p_hi = transformed_bounds(pts, s)
+    lo_mm, hi_mm = p_lo - margin_mm, p_hi + margin_mm
     corners = np.array([[x, y, z] for x in (lo_mm[0], hi_mm[0]) for y in (lo_mm[1], hi_mm[1])
                         for z in (lo_mm[2], hi_mm[2])])
     kji = grid.to_kji(corners)
-    shape = np.array(grid.array.shape)
-    lo = np.clip(np.floor(kji.min(axis=0)).astype(int) - 1, 0, shape - 2)
-    hi = np.clip(np.ceil(kji.max(axis=0)).astype(int) + 2, lo + 2, shape)
-    if np.all(lo == 0) and np.all(hi == shape):
-        return grid
-    arr = np.ascontiguousarray(grid.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
-    origin = grid.origin + grid.affine @ lo[::-1].astype(float)
-    return _Grid(arr, grid.affine, origin)
+    lo = np.clip(np.floor(kji.min(axis=0)).astype(np.int64) - 1, 0, shape - 2)
+    hi = np.clip(np.ceil(kji.max(axis=0)).astype(np.int64) + 2, lo + 2, shape)
+    return lo, hi
 
 
 def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterations: int,
-                  rot_tol_rad: float) -> tuple[NDArray[np.float64], int, bool, float, float]:
-    """Minimise over S on one level. Returns (S, iterations, converged, ncc, valid fraction)."""
+                  rot_tol_rad: float, step_tol_mm: float, cell_gradient: bool = False
+                  ) -> tuple[NDArray[np.float64], int, bool, float, float]:
+    """Minimise over S on one level. Returns (S, iterations, converged, ncc, valid fraction).
+
+    *cell_gradient*: the Jacobian uses the derivative of the trilinear interpolant instead of
+    interpolated central differences (see :func:`register_3d3d`, step 4).
+
+    The NCC and the valid fraction are those of the last evaluated estimate (before the last,
+    below-tolerance update when converged: no extra pass over the samples).
+    """
     from openigrt.match._kernels import gauss_newton_sums
 
     q = level.fixed_points
     a_inv = level.moving.affine_inv
     origin = level.moving.origin
-    step_tol = STEP_TOLERANCE_FRACTION * level.spacing_mm
     q_mean = q.mean(axis=0)
     converged = False
     it = 0
     six = dof == 6
+    st: dict[str, float] = {"n": 0.0}
     for it in range(1, max_iterations + 1):
         c = s[:3, :3] @ q_mean + s[:3, 3]
-        h, g, st = gauss_newton_sums(level.moving.array, level.moving_grad, q, level.fixed_values, s, a_inv, origin,
-                                     c, six)
+        h, g, st = gauss_newton_sums(level.moving.array, q, level.fixed_values, s, a_inv, origin, c, six,
+                                     cell_gradient)
         if st["n"] < 100:
             raise RegistrationError("3D/3D: no overlap between the images at the current estimate")
         scale = np.sqrt(np.maximum(np.diag(h), 1e-30))
@@ -325,11 +377,9 @@ def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterat
         if on > np.deg2rad(2.0):
             omega = omega * (np.deg2rad(2.0) / on)
         s = _delta_matrix(omega, tau, c) @ s
-        if tn < step_tol and on < rot_tol_rad:
+        if tn < step_tol_mm and on < rot_tol_rad:
             converged = True
             break
-    c = s[:3, :3] @ q_mean + s[:3, 3]
-    _, _, st = gauss_newton_sums(level.moving.array, level.moving_grad, q, level.fixed_values, s, a_inv, origin, c, six)
     n = max(st["n"], 1.0)
     var_m = st["smm"] - st["sm"] ** 2 / n
     var_f = st["sff"] - st["sf"] ** 2 / n
@@ -341,7 +391,7 @@ def _coarse_translation_search(level: _Level, s: NDArray[np.float64],
                                search_range_mm: float, fixed_grid_and_mask: tuple[_Grid, NDArray[np.bool_]]
                                ) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Exhaustive masked-NCC translation search; returns the updated S and a report."""
-    from openigrt.match._kernels import sample_value_and_gradient
+    from openigrt.match._kernels import sample_value
     from openigrt.match._ncc import masked_ncc_search
 
     f_grid, f_mask = fixed_grid_and_mask
@@ -349,12 +399,12 @@ def _coarse_translation_search(level: _Level, s: NDArray[np.float64],
     kji = np.indices((nz, ny, nx)).reshape(3, -1).T.astype(np.float64)
     q = kji[:, ::-1] @ f_grid.affine.T + f_grid.origin
     p = q @ s[:3, :3].T + s[:3, 3]
-    val, _, valid = sample_value_and_gradient(level.moving.array, level.moving_grad, level.moving.to_kji(p))
+    val, valid = sample_value(level.moving.array, level.moving.to_kji(p))
     moving_on_fixed = val.reshape(nz, ny, nx)
     valid = valid.reshape(nz, ny, nx)
     sp = np.linalg.norm(f_grid.affine, axis=0)[::-1]  # (k, j, i) voxel sizes
     peak = masked_ncc_search(f_grid.array, moving_on_fixed, fixed_mask=f_mask, moving_mask=valid,
-                             max_shift=tuple(search_range_mm / sp), min_overlap_fraction=0.3)
+                             max_shift=tuple(search_range_mm / sp), min_overlap_fraction=0.3, compact=True)
     if peak.ncc <= -1.0:
         raise RegistrationError("3D/3D: no overlap between the verification and reference volumes")
     u_ijk = np.asarray(peak.shift)[::-1]
@@ -415,8 +465,6 @@ def register_3d3d(
     RegistrationError
         Blank image, no overlap, divergence or final NCC below ``MIN_NCC_3D``.
     """
-    import SimpleITK as sitk
-
     t0 = time.perf_counter()
     if dof not in (3, 6):
         raise ValueError(f"dof must be 3 or 6, got {dof}")
@@ -428,11 +476,8 @@ def register_3d3d(
     init = RigidTransform.identity() if initial is None else initial
     s = init.inverse().matrix.copy()  # verification -> reference
     ref_c = _crop_reference(reference, verification, s, search_range_mm + 8.0)
-    ref_img = _sitk_image(ref_c, np.clip(ref_c.array, *clip_hu))
-    ver_img = _sitk_image(verification)
-    mask_img = _sitk_image(verification, fov.astype(np.float32))
     roi_fn = _roi_function(reference, roi, reference_roi_mask)
-    pyr = _build_pyramid(ref_img, ver_img, mask_img, tuple(levels_mm), highpass_mm)
+    pyr = _build_pyramid(ref_c, verification, fov, tuple(levels_mm), highpass_mm, clip_hu)
     details: dict[str, Any] = {"levels": []}
     total_it, converged, ncc, frac = 0, False, -1.0, 0.0
     for li, spacing in enumerate(levels_mm):
@@ -447,9 +492,11 @@ def register_3d3d(
             s, rep = _coarse_translation_search(level, s, search_range_mm, fg)
             details["coarse_search"] = rep
         last = li == len(levels_mm) - 1
-        rot_tol = np.deg2rad(ROTATION_TOLERANCE_DEG if last else 10 * ROTATION_TOLERANCE_DEG)
+        loose = 1.0 if last else COARSE_TOLERANCE_FACTOR
         s, it, converged, ncc, frac = _gauss_newton(level, s, dof=dof, max_iterations=max_iterations,
-                                                     rot_tol_rad=rot_tol)
+                                                     rot_tol_rad=np.deg2rad(ROTATION_TOLERANCE_DEG * loose),
+                                                     step_tol_mm=STEP_TOLERANCE_FRACTION * spacing * loose,
+                                                     cell_gradient=not last)
         total_it += it
         details["levels"].append({"spacing_mm": spacing, "iterations": it, "samples": len(level.fixed_points),
                                   "ncc": ncc, "converged": converged})
@@ -465,10 +512,16 @@ def register_3d3d(
 
 def _coarse_fixed_grid(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.float64]
                        ) -> tuple[_Grid, NDArray[np.bool_]]:
-    import SimpleITK as sitk
-
-    grid = _grid_of(pyr.fixed[spacing])
-    mask = sitk.GetArrayFromImage(pyr.fixed_mask[spacing]) > 0.5
+    grid = pyr.fixed[spacing]
+    mask = pyr.fixed_mask[spacing]
+    if pyr.low_fixed is not None:
+        low = pyr.low_fixed
+        if low.array.shape == grid.array.shape and np.allclose(low.affine, grid.affine) and np.allclose(low.origin, grid.origin):
+            hp = grid.array - low.array
+        else:
+            kji = np.indices(grid.array.shape).reshape(3, -1).T.astype(float)
+            hp = grid.array - _low_at(low, kji[:, ::-1] @ grid.affine.T + grid.origin).reshape(grid.array.shape)
+        grid = _Grid(np.where(mask, hp, 0.0).astype(np.float32), grid.affine, grid.origin)
     if roi_fn is not None:
         idx = np.argwhere(mask)
         pts = idx[:, ::-1].astype(float) @ grid.affine.T + grid.origin
@@ -498,7 +551,12 @@ def _roi_function(reference: Volume, roi: BoxROI | None, mask: NDArray[np.bool_]
 
 
 def _check_not_blank(array: NDArray[Any], mask: NDArray[np.bool_] | None, what: str) -> None:
-    sub = array[::2, ::4, ::4] if mask is None else array[mask]
+    if mask is None:
+        sub = array[::2, ::4, ::4]
+    else:  # every 8th voxel of the mask (a whole-mask copy costs more than the rest of the check)
+        sub = array[::2, ::2, ::2][mask[::2, ::2, ::2]]
+        if sub.size < 1000:
+            sub = array[mask]
     if sub.size == 0:
         raise RegistrationError(f"3D/3D: the {what} has no valid voxel (empty field of view)")
     if float(np.std(sub)) < BLANK_STD:
