@@ -417,3 +417,26 @@ def fov_valid(array: NDArray[np.generic], pad: float, erode: int) -> NDArray[np.
     a = np.ascontiguousarray(array)
     _fov_valid(a, a.dtype.type(pad), int(erode), out)
     return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _bin2d(a, f, out):  # pragma: no cover - jit
+    rows, cols = out.shape
+    inv = 1.0 / (f * f)
+    for r in prange(rows):
+        for c in range(cols):
+            acc = 0.0
+            for dr in range(f):
+                for dc in range(f):
+                    acc += a[r * f + dr, c * f + dc]
+            out[r, c] = acc * inv
+
+
+def bin2d(image: NDArray[np.generic], f: int) -> NDArray[np.float64]:
+    """Means of ``f × f`` pixel blocks (partial blocks at the far ends dropped), float64."""
+    a = np.asarray(image)
+    if a.dtype.kind not in "iuf":
+        a = a.astype(np.float64)
+    out = np.empty((a.shape[0] // f, a.shape[1] // f), np.float64)
+    _bin2d(np.ascontiguousarray(a), int(f), out)
+    return out

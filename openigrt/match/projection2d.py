@@ -44,6 +44,11 @@ ROI_HALF_MM = 80.0
 #: Gauss-Newton sample points per view (regular subset of the ROI) and step tolerance (working px)
 MAX_SAMPLES_2D = 40_000
 STEP_TOL_PX = 0.005
+#: 2D/2D with DRR refinement: pixel size (mm at the isocenter) of the shift search that starts it
+#: and of its first DRR iteration; the refinement (1 mm) stops when its update is below
+#: DRR_REFINE_TOL_MM (the update is applied: the error left is a small fraction of it)
+DRR_START_PIXEL_MM = 2.0
+DRR_REFINE_TOL_MM = 0.2
 
 
 @dataclass(frozen=True)
@@ -66,11 +71,12 @@ class View2DResult:
 
 
 def _bin(image: NDArray[np.floating], f: int) -> NDArray[np.float64]:
-    a = np.asarray(image, dtype=np.float64)
+    """Means of ``f × f`` pixel blocks (float64; the partial blocks at the far ends are dropped)."""
+    from openigrt.match._kernels import bin2d
+
     if f <= 1:
-        return a
-    r, c = (a.shape[0] // f) * f, (a.shape[1] // f) * f
-    return a[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
+        return np.asarray(image, dtype=np.float64)
+    return bin2d(image, f)
 
 
 def bandpass(image: NDArray[np.floating], *, fine_px: float, coarse_px: float) -> NDArray[np.float64]:
@@ -123,18 +129,19 @@ def register_projection(
     """
     from openigrt.match._ncc import masked_ncc_search
 
-    ref = np.asarray(reference, float)
-    acq = np.asarray(acquired, float)
-    if ref.shape != acq.shape:
-        raise RegistrationError(f"2D: reference {ref.shape} and acquired {acq.shape} images differ in size")
-    for name, a in (("reference", ref), ("acquired", acq)):
-        if not np.all(np.isfinite(a)) or float(np.std(a)) < BLANK_STD:
-            raise RegistrationError(f"2D: the {name} image is blank or not finite")
+    if np.shape(reference) != np.shape(acquired):
+        raise RegistrationError(f"2D: reference {np.shape(reference)} and acquired {np.shape(acquired)} images differ in size")
     f = max(1, int(round(working_pixel_mm * pixels_per_mm)))
     s = pixels_per_mm / f  # working pixels per mm
     coarse = BANDPASS_COARSE_MM * s
-    fb = bandpass(_bin(acq, f), fine_px=BANDPASS_FINE_PX, coarse_px=coarse)
-    mb = bandpass(_bin(ref, f), fine_px=BANDPASS_FINE_PX, coarse_px=coarse)
+    binned = []
+    for name, img in (("reference", reference), ("acquired", acquired)):
+        b = _bin(img, f)  # a non-finite pixel makes its block non-finite
+        if not np.all(np.isfinite(b)) or float(np.std(b)) < BLANK_STD:
+            raise RegistrationError(f"2D: the {name} image is blank or not finite")
+        binned.append(b)
+    fb = bandpass(binned[1], fine_px=BANDPASS_FINE_PX, coarse_px=coarse)
+    mb = bandpass(binned[0], fine_px=BANDPASS_FINE_PX, coarse_px=coarse)
     c = (np.asarray(center_colrow, float) - (f - 1) / 2.0) / f  # working (col, row)
     rr, cc = np.indices(fb.shape)
     half = roi_half_mm * s
@@ -146,7 +153,7 @@ def register_projection(
     valid_m = np.zeros(mb.shape, bool)
     valid_m[int(edge):mb.shape[0] - int(edge), int(edge):mb.shape[1] - int(edge)] = True
     peak = masked_ncc_search(fb, mb, fixed_mask=roi, moving_mask=valid_m, max_shift=search_mm * s,
-                             min_overlap_fraction=0.5)
+                             min_overlap_fraction=0.5, compact=True)
     if peak.ncc <= -1.0:
         raise RegistrationError("2D: no overlap between the acquired and the reference image")
     # fixed(x) ≈ moving(A x): A(x) = R(theta)(x - c) + c + t, x = (row, col) working pixels
@@ -328,10 +335,11 @@ def match_2d2d(
     js, us, views = [], [], []
     for ref, acq, proj in zip(references, acquired, projectors):
         j, c, s = _view_setup(proj, iso)
+        # with a renderer, only a start for the DRR refinement: the shift search at 2 mm
         v = register_projection(ref, acq, center_colrow=c, pixels_per_mm=s, rotation=False,
                                 search_mm=search_mm, roi_half_mm=roi_half_mm,
-                                max_iterations=3 if renderer is not None else 20,  # DRR refinement follows
-                                working_pixel_mm=1.0 if renderer is not None else WORKING_PIXEL_MM)
+                                max_iterations=0 if renderer is not None else 20,
+                                working_pixel_mm=DRR_START_PIXEL_MM if renderer is not None else WORKING_PIXEL_MM)
         js.append(j)
         us.append(np.asarray(v.shift_px))
         views.append(v)
@@ -348,7 +356,8 @@ def match_2d2d(
         from openigrt.match.projection2d3d import match_2d3d
 
         refined = match_2d3d(acquired, projectors, renderer, isocenter_mm=iso, initial=RigidTransform(m), dof=3,
-                             roi_half_mm=roi_half_mm)
+                             roi_half_mm=roi_half_mm, coarse_pixel_mm=DRR_START_PIXEL_MM, coarse_iterations=1,
+                             tolerance_mm=DRR_REFINE_TOL_MM)
         return MatchResult(
             transform=refined.transform, match_type=MatchType.TWO_VIEW_2D, dof=3, metric=refined.metric,
             metric_name=refined.metric_name, iterations=refined.iterations + sum(v.iterations for v in views),

@@ -42,6 +42,9 @@ FD_TRANSLATION_MM = 0.5
 #: convergence: translation (mm) and rotation (degrees) updates below these
 TOL_MM = 0.03
 TOL_DEG = 0.03
+#: margin of the render window around the ROI, in coarse band-pass sigmas (the reach of the
+#: band-pass and local-contrast Gaussians, cut at 3 sigma: the ROI is filtered as on the whole image)
+WINDOW_MARGIN_SIGMAS = 3.0
 #: divide band-passed images by their local RMS (robust to scatter / non-linear response)
 LOCAL_CONTRAST = True
 
@@ -57,24 +60,55 @@ def bin_geometry(geometry: Any, factor: int) -> Any:
                             rt_image_position_mm=(x0 + (factor - 1) / 2.0 * dx, y0 - (factor - 1) / 2.0 * dy))
 
 
+def _window_geometry(geometry: Any, row0: int, col0: int, rows: int, columns: int) -> Any:
+    """The geometry of the sub-image ``[row0:row0+rows, col0:col0+columns]`` (same pixel centres)."""
+    dy, dx = geometry.pixel_spacing_mm
+    x0, y0 = geometry.rt_image_position_mm
+    return geometry.replace(rows=rows, columns=columns, rt_image_position_mm=(x0 + col0 * dx, y0 - row0 * dy))
+
+
 class _View:
-    """One binned, band-passed acquired view with its ROI and binned geometry."""
+    """One binned, band-passed acquired view with its ROI and binned geometry.
+
+    With *window* only the part of the binned image around the ROI (ROI + ``WINDOW_MARGIN_SIGMAS``
+    coarse band-pass sigmas) is filtered and rendered: the acquired image and every model are
+    filtered on the same window (same boundary handling), so the model still equals the image at
+    the solution.
+    """
 
     def __init__(self, acquired: NDArray[np.floating], geometry: Any, iso: NDArray[np.float64], working_mm: float,
-                 roi_half_mm: float) -> None:
+                 roi_half_mm: float, *, window: bool = False) -> None:
         j = projection_jacobian(geometry, iso[None, :])[0]
         s = float(np.linalg.svd(j, compute_uv=False)[:2].mean())
         self.f = max(1, int(round(working_mm * s)))
+        binned = _bin(acquired, self.f)
         self.geometry = bin_geometry(geometry, self.f)
         s_w = s / self.f
         self.coarse = BANDPASS_COARSE_MM * s_w
-        self.fixed = self._filter(_bin(acquired, self.f))
         c = self.geometry.project(iso[None, :])[0]
-        rr, cc = np.indices(self.fixed.shape)
-        edge = 2.0 * self.coarse
         half = roi_half_mm * s_w
-        self.roi = ((np.abs(cc - c[0]) <= half) & (np.abs(rr - c[1]) <= half) & (rr >= edge) & (cc >= edge)
-                    & (rr < self.fixed.shape[0] - edge) & (cc < self.fixed.shape[1] - edge))
+        edge = 2.0 * self.coarse
+        if window:
+            pad = half + WINDOW_MARGIN_SIGMAS * self.coarse
+            r0 = int(np.clip(np.floor(c[1] - pad), 0, binned.shape[0]))
+            r1 = int(np.clip(np.ceil(c[1] + pad) + 1, r0, binned.shape[0]))
+            c0 = int(np.clip(np.floor(c[0] - pad), 0, binned.shape[1]))
+            c1 = int(np.clip(np.ceil(c[0] + pad) + 1, c0, binned.shape[1]))
+            if r1 - r0 < 8 or c1 - c0 < 8:
+                raise RegistrationError("2D/3D: the region of interest around the isocenter is outside the image")
+            n_rows, n_cols = binned.shape
+            binned = binned[r0:r1, c0:c1]
+            self.geometry = _window_geometry(self.geometry, r0, c0, r1 - r0, c1 - c0)
+            c = c - (c0, r0)
+            rr, cc = np.indices(binned.shape)
+            rr_img, cc_img = rr + r0, cc + c0  # the same ROI as without the window
+            self.roi = ((np.abs(cc - c[0]) <= half) & (np.abs(rr - c[1]) <= half) & (rr_img >= edge)
+                        & (cc_img >= edge) & (rr_img < n_rows - edge) & (cc_img < n_cols - edge))
+        else:
+            rr, cc = np.indices(binned.shape)
+            self.roi = ((np.abs(cc - c[0]) <= half) & (np.abs(rr - c[1]) <= half) & (rr >= edge) & (cc >= edge)
+                        & (rr < binned.shape[0] - edge) & (cc < binned.shape[1] - edge))
+        self.fixed = self._filter(binned)
         if self.roi.sum() < 400:
             raise RegistrationError("2D/3D: the region of interest around the isocenter is outside the image")
         self.f_roi = self.fixed[self.roi]
@@ -128,6 +162,11 @@ def match_2d3d(
     max_iterations: int = 12,
     dof: int = 6,
     image_jacobian: bool = True,
+    window: bool = True,
+    tolerance_mm: float = TOL_MM,
+    tolerance_deg: float = TOL_DEG,
+    coarse_pixel_mm: float | None = None,
+    coarse_iterations: int = 1,
 ) -> MatchResult:
     """6-DoF 2D/2D match by 2D/3D registration against DRRs rendered on the fly (MATCH-2).
 
@@ -154,6 +193,16 @@ def match_2d3d(
         Translation columns of the Jacobian from the image gradient (no extra render) instead of
         finite differences (3 renders per view and iteration); rotations always use finite
         differences. The converged solution is the same (the model itself is exact).
+    window : bool
+        Render and filter only the part of each (binned) view around the region of interest
+        (the ROI plus the reach of the filters) instead of the whole receptor.
+    tolerance_mm, tolerance_deg
+        Convergence: stop when the translation and rotation updates are below these (the last
+        update is applied; the remaining error is a fraction of it).
+    coarse_pixel_mm, coarse_iterations
+        First *coarse_iterations* Gauss-Newton iterations on views binned to *coarse_pixel_mm*
+        (renders ~4× cheaper at twice the pixel size) before the working resolution: from a start
+        a few mm off, the fine level then mostly needs one or two iterations.
 
     Returns
     -------
@@ -170,11 +219,41 @@ def match_2d3d(
         initial = start.transform
         details["start_translation_mm"] = start.transform.translation_mm.tolist()
     t = (RigidTransform.identity() if initial is None else initial).matrix.copy()
-    views = [_View(a, g, iso, working_pixel_mm, roi_half_mm) for a, g in zip(acquired, geometries)]
     if dof not in (3, 6):
         raise ValueError(f"dof must be 3 or 6, got {dof}")
     steps = ([np.r_[FD_ROTATION_RAD * e, np.zeros(3)] for e in np.eye(3)] if dof == 6 else []) + \
             [np.r_[np.zeros(3), FD_TRANSLATION_MM * e] for e in np.eye(3)]
+    levels = [(working_pixel_mm, max_iterations)]
+    if coarse_pixel_mm is not None and coarse_pixel_mm > working_pixel_mm and coarse_iterations > 0:
+        levels.insert(0, (coarse_pixel_mm, coarse_iterations))
+    converged, total_it = False, 0
+    last_nccs: list[float] = []
+    for level_mm, level_iterations in levels:
+        views = [_View(a, g, iso, level_mm, roi_half_mm, window=window) for a, g in zip(acquired, geometries)]
+        t, it, converged, last_nccs = _gauss_newton_2d3d(views, renderer, t, iso, dof=dof, steps=steps,
+                                                         image_jacobian=image_jacobian,
+                                                         max_iterations=level_iterations,
+                                                         tolerance_mm=tolerance_mm, tolerance_deg=tolerance_deg)
+        total_it += it
+    # NCC of the last rendered models (before the last, sub-tolerance step: no extra renders)
+    nccs = last_nccs
+    result = RigidTransform(t)
+    _check_solution(result, RigidTransform.identity() if initial is None else initial, min(nccs), 1.0,
+                    MIN_NCC_2D, "2D/3D")
+    details["view_ncc"] = nccs
+    return MatchResult(
+        transform=result, match_type=MatchType.TWO_VIEW_2D, dof=dof, metric=float(np.mean(nccs)),
+        metric_name="NCC (band-passed DRR vs acquired, mean of views)", iterations=total_it,
+        stop_reason=StopReason.CONVERGED if converged else StopReason.MAX_ITERATIONS, overlap_fraction=1.0,
+        elapsed_s=time.perf_counter() - t0, details=details,
+    )
+
+
+def _gauss_newton_2d3d(views: Sequence[_View], renderer: Any, t: NDArray[np.float64], iso: NDArray[np.float64], *,
+                       dof: int, steps: list[NDArray[np.float64]], image_jacobian: bool, max_iterations: int,
+                       tolerance_mm: float, tolerance_deg: float) -> tuple[NDArray[np.float64], int, bool, list[float]]:
+    """Gauss-Newton on one working resolution: (transform, iterations, converged, NCC per view of the
+    last rendered models)."""
     converged, it = False, 0
     prev: NDArray[np.float64] | None = None
     last_nccs: list[float] = []
@@ -209,18 +288,7 @@ def match_2d3d(
             omega, tau, step = 0.5 * omega, 0.5 * tau, 0.5 * step
         prev = step
         t = _delta_matrix(omega, tau, iso) @ t
-        if np.linalg.norm(tau) < TOL_MM and np.rad2deg(np.linalg.norm(omega)) < TOL_DEG:
+        if np.linalg.norm(tau) < tolerance_mm and np.rad2deg(np.linalg.norm(omega)) < tolerance_deg:
             converged = True
             break
-    # NCC of the last rendered models (before the last, sub-tolerance step: no extra renders)
-    nccs = last_nccs
-    result = RigidTransform(t)
-    _check_solution(result, RigidTransform.identity() if initial is None else initial, min(nccs), 1.0,
-                    MIN_NCC_2D, "2D/3D")
-    details["view_ncc"] = nccs
-    return MatchResult(
-        transform=result, match_type=MatchType.TWO_VIEW_2D, dof=dof, metric=float(np.mean(nccs)),
-        metric_name="NCC (band-passed DRR vs acquired, mean of views)", iterations=it,
-        stop_reason=StopReason.CONVERGED if converged else StopReason.MAX_ITERATIONS, overlap_fraction=1.0,
-        elapsed_s=time.perf_counter() - t0, details=details,
-    )
+    return t, it, converged, last_nccs
