@@ -53,6 +53,36 @@ def test_2d2d_translation(setup, shift):
     assert all(v["residual_mm"] < 1.0 for v in res.details["views"])
 
 
+def _half(ct: Volume) -> Volume:
+    """2× block mean in-plane (the DRR refinement's working model, as the workflow builds it)."""
+    a = ct.array
+    nz, ny, nx = a.shape
+    return Volume(a.reshape(nz, ny // 2, 2, nx // 2, 2).mean(axis=(2, 4)),
+                  (ct.origin_mm[0] + 0.5 * ct.spacing_mm[0], ct.origin_mm[1] + 0.5 * ct.spacing_mm[1], ct.origin_mm[2]),
+                  (2 * ct.spacing_mm[0], 2 * ct.spacing_mm[1], ct.spacing_mm[2]))
+
+
+@pytest.mark.parametrize("shift", [(8.0, -5.0, 12.0), (-15.0, 15.0, -15.0)])
+def test_2d2d_translation_refined_with_drrs(setup, ct_fine, shift):
+    truth = RigidTransform.from_parameters(translation_mm=shift)
+    acq = _acquire(setup, truth, 5)
+    renderer = drr.DrrRenderer(_half(ct_fine))
+    res = match_2d2d(setup["refs"], acq, setup["geoms"], isocenter_mm=ISO, renderer=renderer)
+    assert res.details["refined_with_drr"] and res.dof == 3 and np.allclose(res.transform.rotation, np.eye(3))
+    np.testing.assert_allclose(res.transform.translation_mm, shift, atol=0.3)
+    again = match_2d2d(setup["refs"], acq, setup["geoms"], isocenter_mm=ISO, renderer=renderer)
+    assert np.array_equal(again.transform.matrix, res.transform.matrix)  # deterministic
+
+
+def test_drr_of_a_window_is_the_window_of_the_drr(setup):
+    from openigrt.match.projection2d3d import _window_geometry, bin_geometry
+
+    g = bin_geometry(setup["geoms"][1], 2)
+    full = setup["renderer"].render(g)
+    win = setup["renderer"].render(_window_geometry(g, 30, 41, 100, 77))
+    np.testing.assert_allclose(win, full[30:130, 41:118], rtol=1e-4, atol=1e-4)
+
+
 def test_simple_2d_sees_only_in_plane_components(setup):
     truth = RigidTransform.from_parameters(translation_mm=(6.0, -7.0, 9.0))
     acq = _acquire(setup, truth, 2)
