@@ -123,10 +123,8 @@ def _bounds(pts, s, out):  # pragma: no cover - jit
     for p in range(pts.shape[0]):
         for a in range(3):
             v = s[a, 0] * pts[p, 0] + s[a, 1] * pts[p, 1] + s[a, 2] * pts[p, 2] + s[a, 3]
-            if v < out[0, a]:
-                out[0, a] = v
-            if v > out[1, a]:
-                out[1, a] = v
+            out[0, a] = min(out[0, a], v)
+            out[1, a] = max(out[1, a], v)
 
 
 def transformed_bounds(points_mm: NDArray[np.float64], s: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

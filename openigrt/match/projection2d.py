@@ -326,7 +326,11 @@ def match_2d2d(
     of the setup error (1-2 mm at 15 mm on a pelvis). With a *renderer* of the planning CT
     (``render(geometry, *, setup_error)``, e.g. ``DrrRenderer`` of a 2×-downsampled CT) the
     translation is then refined against DRRs rendered through it
-    (:func:`~openigrt.match.projection2d3d.match_2d3d` with ``dof=3``), which removes that bias.
+    (:func:`~openigrt.match.projection2d3d.match_2d3d` with ``dof=3``), which removes that bias:
+    the image shifts are then only its start (shift search at ``DRR_START_PIXEL_MM``, no
+    Gauss-Newton), followed by one DRR iteration at that pixel size and DRR iterations at 1 mm
+    until the update is below ``DRR_REFINE_TOL_MM`` (typically one or two; every DRR is rendered
+    only on a window around the region of interest).
     """
     t0 = time.perf_counter()
     if not (len(references) == len(acquired) == len(projectors)) or len(acquired) < 2:

@@ -4,10 +4,16 @@ The rigid transform ``T`` (reference patient mm → verification patient mm) is 
 DRRs of the planning CT rendered **on the fly** through ``T`` match every acquired projection:
 
 * images are binned to ~``working_pixel_mm`` at the isocenter and band-pass filtered (as in
-  :mod:`openigrt.match.projection2d`), inside a region of interest around the isocenter;
+  :mod:`openigrt.match.projection2d`), inside a region of interest around the isocenter; the
+  DRRs are rendered directly at that pixel size and only on a window around the region of
+  interest (the ROI plus the reach of the filters, which run on the same window for the
+  acquired image and for every DRR);
 * per view an intensity gain/offset is fitted (NCC-equivalent), the 6 parameters
-  (rotation vector about the isocenter, translation) are updated by Gauss-Newton with a
-  forward-difference Jacobian (6 extra renders per view and iteration), compositional updates;
+  (rotation vector about the isocenter, translation) are updated by Gauss-Newton, compositional
+  updates; the translation columns of the Jacobian come from the image gradient, the rotation
+  columns from forward differences (3 extra renders per view and iteration);
+* optionally (``coarse_pixel_mm``) the first iterations run on views binned twice as coarse
+  (renders ~4× cheaper);
 * the start is the 2D/2D translation solution (:func:`~openigrt.match.projection2d.match_2d2d`)
   unless ``initial`` is given.
 

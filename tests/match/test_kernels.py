@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from openigrt.match._kernels import bin2d, block_mean, fov_valid, highpass_crop, sample_clamped
+from openigrt.match._kernels import (
+    bin2d,
+    block_mean,
+    fov_valid,
+    highpass_crop,
+    sample_clamped,
+)
 from openigrt.match._ncc import masked_ncc_map, peak_of
 
 
