@@ -371,9 +371,10 @@ image shifts alone is fast but biased by the depth-dependent magnification (anat
 isocenter plane moves more or less than the isocenter: 1-2 mm at 15 mm setup errors on this
 pelvis); no speed-up changes that. Refining against DRRs of the CT removes the bias (< 0.2 mm):
 a 2 mm shift search, one DRR iteration at 2 mm and one or two at 1 mm pixels, each DRR rendered
-only on a window around the region of interest (~0.1 s of the ~0.15 s per case). Times are wall
-clock on a 2-core machine shared with other jobs (load given above): with one core busy elsewhere
-the numba-parallel parts run on one core and the times grow up to ~2× (3D/3D median ~1.2 s
+only on a window around the region of interest (the DRRs are most of the ~0.1-0.15 s per case).
+Times are wall clock on a 2-core machine shared with other jobs (load given above; the benchmark
+itself keeps both cores busy, hence the load at the end): with one core busy elsewhere the
+numba-parallel parts get about one core and the times grow up to ~2× (3D/3D median 0.85-1.3 s
 instead of ~0.65 s; its CPU time is ~1.2 s per case).
 """
 
