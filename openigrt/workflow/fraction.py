@@ -277,20 +277,22 @@ class Fraction:
                 acq = self._acquire_files(kind)
             else:
                 acq = self._acquire_received(kind)
-            self._save(self.state.with_acquisition(acq))
-            for path in acq.files:
-                self._record_acquired(Path(path))
+            state = self.state.with_acquisition(acq)
+            for path in acq.files:  # recorded in the same atomic save as the acquisition itself
+                created = self._acquired_object(Path(path))
+                if created is not None:
+                    state = state.with_created(created)
+            self._save(state)
         return self.state.acquisitions
 
-    def _record_acquired(self, path: Path) -> None:
+    def _acquired_object(self, path: Path) -> CreatedObject | None:
+        """The acquired file as an object to store at close (IOD-7: CT + isocenters switch)."""
         f = read_file(path, stop_before_pixels=True)
         kind = {"RTIMAGE": "RTIMAGE", "CT": "CT", "RTSTRUCT": "RTSTRUCT-ISO"}.get(
             str(f.dataset.get("Modality", "")).upper(), "OTHER")
-        if kind == "CT" and not self.settings.storage.store_ct_isocenters:
-            return
-        if kind == "RTSTRUCT-ISO" and not self.settings.storage.store_ct_isocenters:
-            return
-        self._save(self.state.with_created(CreatedObject(f.sop_instance_uid, f.sop_class_uid, kind, str(path))))
+        if kind in ("CT", "RTSTRUCT-ISO") and not self.settings.storage.store_ct_isocenters:
+            return None
+        return CreatedObject(f.sop_instance_uid, f.sop_class_uid, kind, str(path))
 
     def _acquire_virtual(self, kind: str) -> Acquisition:
         from openigrt.workflow.acquire import TableTopShift, acquire
@@ -431,20 +433,20 @@ class Fraction:
             self.live.outcomes[m] = outcome
             record = MatchRecord(m, m, ACQUISITION_OF[m], json.loads(json.dumps(outcome.report(), default=float)))
             record = replace(record, review_png=str(self._review(outcome)))
-            self._save(self.state.with_match(record))
-            self._created_for(outcome)
+            # the match and the objects it created are recorded in one atomic save
+            self._save(self._with_created_for(self.state.with_match(record), outcome))
             couch = outcome.couch() or {}
             self._say("match", f"{m}: couch correction " + ", ".join(f"{k} {v:+.2f}" for k, v in couch.items()))
         return self.state.matches
 
-    def _created_for(self, outcome: MatchOutcome) -> None:
-        """Write and record the objects a match creates (IOD-1, IOD-3, IOD-5; IOD-7 switches)."""
+    def _with_created_for(self, state: SessionState, outcome: MatchOutcome) -> SessionState:
+        """Write the objects a match creates and return *state* recording them (IOD-1, 3, 5; IOD-7)."""
         m = outcome.match_type
         out = self.workdir / "created" / m
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        state = self.state.without_match_objects(m)
+        state = state.without_match_objects(m)
         objects = []
         if self.settings.storage.store_registrations:
             objects.append(("REG", registration(outcome, settings=self.settings)))
@@ -458,7 +460,7 @@ class Fraction:
             path = write_file(ds, out / f"{kind}_{ds.SOPInstanceUID}.dcm")
             state = state.with_created(CreatedObject(str(ds.SOPInstanceUID), str(ds.SOPClassUID), kind, str(path),
                                                      match_id=m))
-        self._save(state)
+        return state
 
     def _review(self, outcome: MatchOutcome) -> Path:
         from openigrt.workflow.review_panels import review_picture
@@ -495,9 +497,8 @@ class Fraction:
             if decision.adjustment_mm is not None and decision.decision == ACCEPTED:
                 outcome = outcome.adjusted(*decision.adjustment_mm)
                 self.live.outcomes[record.match_id] = outcome
-                self._created_for(outcome)
                 record = replace(record, result=json.loads(json.dumps(outcome.report(), default=float)))
-                self._save(self.state.with_match(record))
+                self._save(self._with_created_for(self.state.with_match(record), outcome))
             self._save(self.state.with_decision(record.match_id, decision.decision, decision.adjustment_mm))
             self._say("review", f"{record.match_id} match {decision.decision}"
                       + (f" with adjustment {decision.adjustment_mm} mm" if decision.adjustment_mm else ""))

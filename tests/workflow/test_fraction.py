@@ -252,3 +252,36 @@ def test_orthanc_end_to_end(tmp_path: Path, phantom: Any) -> None:
         original = str(phantom.truth["uids"]["structure_set_uid"])
         assert [(r.sop_instance_uid, r.structure_set_relationship) for r in rs.referenced_structure_sets] == [
             (original, "ADDITION")]
+
+
+# ----------------------------------------------------------------------------- MATCH-7 decisions
+def test_adjusted_match_stores_the_adjusted_registration(tms: Tms, phantom: Any, tmp_path: Path) -> None:
+    workdir = tmp_path / "s"
+    cp = run_cli(tms.session_args(workdir, _plan_uid(phantom), "--match", "2d2d", "--adjust", "1.5,0,-0.5"))
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    state = json.loads((workdir / "session.json").read_text())
+    (record,) = state["matches"]
+    assert record["decision"] == "accepted" and record["adjustment_mm"] == [1.5, 0.0, -0.5]
+    result = record["result"]
+    assert result["adjustment_mm"] == {"lat_mm": 1.5, "lng_mm": 0.0, "vrt_mm": -0.5}
+    (reg,) = [c for c in state["created"] if c["kind"] == "REG"]
+    assert reg["stored"] and reg["sop_instance_uid"] in tms.uids()
+    stored = dcmread(reg["path"])
+    matrices = [[float(v) for v in item.MatrixRegistrationSequence[0].MatrixSequence[0]
+                 .FrameOfReferenceTransformationMatrix] for item in stored.RegistrationSequence]
+    adjusted = [v for row in result["matrix"] for v in row]
+    assert any(all(abs(a - b) < 1e-4 for a, b in zip(m, adjusted)) for m in matrices)
+    assert "adjusted" in stored.ContentDescription
+
+
+def test_rejected_match_stores_no_registration(tms: Tms, phantom: Any, tmp_path: Path) -> None:
+    workdir = tmp_path / "s"
+    args = tms.session_args(workdir, _plan_uid(phantom), "--match", "2d")
+    args[args.index("--decision") + 1] = "reject"
+    cp = run_cli(args)
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    state = json.loads((workdir / "session.json").read_text())
+    assert [m["decision"] for m in state["matches"]] == ["rejected"]
+    regs = [c for c in state["created"] if c["kind"] == "REG"]
+    assert regs and not any(c["stored"] for c in regs)
+    assert not {c["sop_instance_uid"] for c in regs} & tms.uids()
