@@ -120,15 +120,23 @@ def _wait_for(path: Path, predicate: Any, proc: subprocess.Popen, timeout: float
     raise AssertionError(f"state not reached within {timeout} s")
 
 
+KILL_POINTS = {
+    "after acquisition": lambda d: len(d["acquisitions"]) == 2,
+    "after the first match": lambda d: len(d["matches"]) == 1,
+}
+
+
 @pytest.mark.slow
-def test_killed_after_acquisition_resumes_and_stores_each_object_once(tms: Tms, phantom: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill_point", sorted(KILL_POINTS))
+def test_killed_after_acquisition_resumes_and_stores_each_object_once(tms: Tms, phantom: Any, tmp_path: Path,
+                                                                      kill_point: str) -> None:
     workdir = tmp_path / "session"
     before = tms.uids()
     args = tms.session_args(workdir, _plan_uid(phantom), "--match", "2d2d", "--match", "3d3d")
     proc = subprocess.Popen(openigrt_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=peer_env(), stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        state = _wait_for(workdir / "session.json", lambda d: len(d["acquisitions"]) == 2, proc, SESSION_TIMEOUT_S)
+        state = _wait_for(workdir / "session.json", KILL_POINTS[kill_point], proc, SESSION_TIMEOUT_S)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -151,6 +159,7 @@ def test_killed_after_acquisition_resumes_and_stores_each_object_once(tms: Tms, 
     assert len(stored_uids) == len(set(stored_uids))
     assert set(stored_uids) <= tms.uids() - before
     assert {c["kind"] for c in stored} >= {"REG", "CT", "RTIMAGE", "RTSTRUCT-ISO"}
+    assert sorted(c["match_id"] for c in stored if c["kind"] == "REG") == ["2d2d", "3d3d"]
     stamps = {c["sop_instance_uid"]: c["stored_at"] for c in stored}
 
     again = run_cli(args)  # a third run has nothing left to send
