@@ -170,6 +170,7 @@ class Fraction:
         self.on_event = on_event or (lambda e: None)
         self.decide = decide or (lambda outcome, record: Decision())
         self.live = _Live()
+        self.evaluations: dict[str, Any] = {}  # match type -> plan Evaluation (set by validate)
         if self.store.exists():
             self.state = self.store.load()
             if self.state.plan_uid != plan_uid:
@@ -393,9 +394,9 @@ class Fraction:
         by_beam = self._references_by_beam()
         acquired_by_beam = {int(read_file(p, stop_before_pixels=True).dataset.get("ReferencedBeamNumber", 0)): p
                             for p in rt_images}
-        beams = [b for b in self.evaluations[match_type].used_beams if b in acquired_by_beam] if hasattr(
-            self, "evaluations") else sorted(acquired_by_beam)
-        beams = beams or sorted(acquired_by_beam)
+        evaluation = self.evaluations.get(match_type)
+        used = evaluation.used_beams if evaluation is not None else ()
+        beams = [b for b in used if b in acquired_by_beam] or sorted(acquired_by_beam)
         if match_type == "marker":
             return run_marker(ct=list(loaded.ct_paths), acquired=[acquired_by_beam[b] for b in beams[:2]],
                               structure_set=loaded.structure_set_path, plan=plan)
@@ -417,7 +418,7 @@ class Fraction:
         return out
 
     def match(self) -> tuple[MatchRecord, ...]:
-        if not hasattr(self, "evaluations"):
+        if not self.evaluations:
             self.validate()
         for i, m in enumerate(self.options.match_types):
             if any(r.match_id == m for r in self.state.matches):
