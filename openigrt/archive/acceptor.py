@@ -32,8 +32,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from openigrt.archive.model import FIND_MODELS, MOVE_MODELS
-from openigrt.archive.scp import FIND_UNABLE_TO_PROCESS, MOVE_UNABLE_TO_PROCESS, Counts, QRRequest
-from openigrt.archive.sender import encode_p_data, element, text_value
+from openigrt.archive.scp import Counts, QRRequest
+from openigrt.archive.sender import element, encode_p_data, text_value
 from openigrt.net.acceptor import (
     A_ABORT,
     P_DATA_TF,
@@ -48,6 +48,7 @@ from openigrt.net.acceptor import (
 )
 from openigrt.net.ae import set_tcp_nodelay
 from openigrt.net.header import check_structure
+from openigrt.net.status import FIND_UNABLE_TO_PROCESS, MOVE_UNABLE_TO_PROCESS
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset

@@ -38,7 +38,29 @@ from openigrt.errors import (
     UnsupportedObjectError,
 )
 from openigrt.net.sop import sop_class_name
-from openigrt.net.status import Category, Service, classify
+from openigrt.net.status import (
+    Category,
+    Service,
+    classify,
+    CANCEL,
+    FIND_IDENTIFIER_MISMATCH,
+    FIND_OUT_OF_RESOURCES,
+    FIND_PENDING,
+    FIND_PENDING_WARNING,
+    FIND_SUCCESS,
+    MOVE_CANNOT_COUNT,
+    MOVE_CANNOT_PERFORM,
+    MOVE_DESTINATION_UNKNOWN,
+    MOVE_IDENTIFIER_MISMATCH,
+    MOVE_PENDING,
+    MOVE_SUCCESS,
+    MOVE_WARNING_FAILURES,
+    SCP_CANNOT_UNDERSTAND,
+    SCP_DATASET_MISMATCH,
+    SCP_INVALID_OBJECT_INSTANCE,
+    SCP_OUT_OF_RESOURCES,
+    SCP_SUCCESS,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
@@ -46,32 +68,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from openigrt.net.acceptor import StoreRequest
 
 LOG = logging.getLogger("openigrt.archive")
-
-# --------------------------------------------------------------------------- statuses we answer
-#: PS3.4 B.2.3 / PS3.7 C: C-STORE.
-STORE_SUCCESS: Final = 0x0000
-STORE_OUT_OF_RESOURCES: Final = 0xA700
-STORE_INVALID_OBJECT_INSTANCE: Final = 0x0117
-STORE_DATASET_MISMATCH: Final = 0xA900
-STORE_CANNOT_UNDERSTAND: Final = 0xC000
-#: PS3.4 C.4.1.1.4: C-FIND.
-FIND_SUCCESS: Final = 0x0000
-FIND_PENDING: Final = 0xFF00
-FIND_PENDING_WARNING: Final = 0xFF01
-FIND_OUT_OF_RESOURCES: Final = 0xA700
-FIND_IDENTIFIER_MISMATCH: Final = 0xA900
-FIND_UNABLE_TO_PROCESS: Final = 0xC000
-#: PS3.4 C.4.2.1.5: C-MOVE.
-MOVE_SUCCESS: Final = 0x0000
-MOVE_PENDING: Final = 0xFF00
-MOVE_CANCEL: Final = 0xFE00
-MOVE_WARNING_FAILURES: Final = 0xB000
-MOVE_CANNOT_COUNT: Final = 0xA701
-MOVE_CANNOT_PERFORM: Final = 0xA702
-MOVE_DESTINATION_UNKNOWN: Final = 0xA801
-MOVE_IDENTIFIER_MISMATCH: Final = 0xA900
-MOVE_UNABLE_TO_PROCESS: Final = 0xC000
-CANCEL: Final = 0xFE00
 
 #: Max length of Error Comment (0000,0902), LO.
 _ERROR_COMMENT_MAX: Final = 64
@@ -173,7 +169,7 @@ def store_instance(request: StoreRequest, store: ArchiveStore) -> tuple[int, str
         header = read_index_header(request.dataset, transfer_syntax_uid=syntax)
     except DicomInputError as exc:
         LOG.warning("C-STORE from %s: %s refused (C000): %s", peer, uid, exc)
-        return STORE_CANNOT_UNDERSTAND, _comment(str(exc))
+        return SCP_CANNOT_UNDERSTAND, _comment(str(exc))
     refusal = _store_refusal(header, request)
     if refusal is not None:
         code, why = refusal
@@ -185,29 +181,29 @@ def store_instance(request: StoreRequest, store: ArchiveStore) -> tuple[int, str
     except (OSError, CacheError) as exc:
         why = f"cannot store: {getattr(exc, 'strerror', None) or exc}"
         LOG.error("C-STORE from %s: %s failed (A700): %s", peer, uid, why)
-        return STORE_OUT_OF_RESOURCES, _comment(why)
+        return SCP_OUT_OF_RESOURCES, _comment(why)
     except DicomInputError as exc:
-        return STORE_DATASET_MISMATCH, _comment(str(exc))
+        return SCP_DATASET_MISMATCH, _comment(str(exc))
     LOG.info("C-STORE from %s: %s %s %s", peer, sop_class_name(request.affected_sop_class_uid), uid,
              "replaced" if outcome.replaced else "stored")
-    return STORE_SUCCESS, ""
+    return SCP_SUCCESS, ""
 
 
 def _store_refusal(header: Dataset, request: StoreRequest) -> tuple[int, str] | None:
     sop_uid = str(header.get("SOPInstanceUID", "") or "").strip(" \0")
     if not sop_uid:
-        return STORE_INVALID_OBJECT_INSTANCE, "SOP Instance UID (0008,0018) is missing"
+        return SCP_INVALID_OBJECT_INSTANCE, "SOP Instance UID (0008,0018) is missing"
     if sop_uid != request.affected_sop_instance_uid:
-        return STORE_INVALID_OBJECT_INSTANCE, f"SOP Instance UID {sop_uid} differs from the Affected SOP Instance UID"
+        return SCP_INVALID_OBJECT_INSTANCE, f"SOP Instance UID {sop_uid} differs from the Affected SOP Instance UID"
     sop_class = str(header.get("SOPClassUID", "") or "").strip(" \0")
     if sop_class != request.affected_sop_class_uid:
-        return STORE_DATASET_MISMATCH, f"SOP Class UID {sop_class or '(missing)'} differs from the Affected SOP Class UID"
+        return SCP_DATASET_MISMATCH, f"SOP Class UID {sop_class or '(missing)'} differs from the Affected SOP Class UID"
     if request.context.abstract_syntax != request.affected_sop_class_uid:
-        return STORE_DATASET_MISMATCH, "Affected SOP Class UID differs from the presentation context"
+        return SCP_DATASET_MISMATCH, "Affected SOP Class UID differs from the presentation context"
     try:
         check_instance(header)
     except DicomInputError as exc:
-        code = STORE_INVALID_OBJECT_INSTANCE if "SOPInstanceUID" in str(exc) else STORE_DATASET_MISMATCH
+        code = SCP_INVALID_OBJECT_INSTANCE if "SOPInstanceUID" in str(exc) else SCP_DATASET_MISMATCH
         return code, str(exc)
     return None
 
@@ -357,7 +353,7 @@ class MoveSCP:
                                 originator_id=request.message_id, contexts=contexts) as sender:
                 for loc in located:
                     if responder.cancelled():
-                        responder.send(MOVE_CANCEL, counts=counts.snapshot(), identifier=_failed_list(failed_uids))
+                        responder.send(CANCEL, counts=counts.snapshot(), identifier=_failed_list(failed_uids))
                         return counts
                     code = sender.send(loc) if (loc.sop_class_uid, loc.transfer_syntax_uid) not in left_out else None
                     _tally(counts, code, loc, failed_uids)

@@ -22,7 +22,7 @@ from openigrt.archive.query import Operation, build_identifier, parse_identifier
 from openigrt.archive.scp import ArchiveServices, MoveSCP, iter_find_matches, supported_contexts
 from openigrt.archive.store import ArchiveStore, Identity, ImportReport, ImportResult
 from openigrt.config import RemoteAE, Settings
-from openigrt.errors import ConfigError, NetworkError
+from openigrt.errors import NetworkError
 from openigrt.net.scp import Rejection
 
 if TYPE_CHECKING:  # pragma: no cover

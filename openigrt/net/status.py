@@ -122,6 +122,26 @@ SCP_DATASET_MISMATCH: Final = 0xA900
 #: Empty, truncated or otherwise undecodable data set.
 SCP_CANNOT_UNDERSTAND: Final = 0xC000
 
+# --------------------------------------------------------------------------- Q/R SCP answers (ARCHIVE-1)
+#: PS3.4 C.4.1.1.4: C-FIND responses of the embedded archive.
+FIND_SUCCESS: Final = 0x0000
+FIND_PENDING: Final = 0xFF00
+FIND_PENDING_WARNING: Final = 0xFF01
+FIND_OUT_OF_RESOURCES: Final = 0xA700
+FIND_IDENTIFIER_MISMATCH: Final = 0xA900
+FIND_UNABLE_TO_PROCESS: Final = 0xC000
+#: PS3.4 C.4.2.1.5: C-MOVE responses of the embedded archive.
+MOVE_SUCCESS: Final = 0x0000
+MOVE_PENDING: Final = 0xFF00
+MOVE_WARNING_FAILURES: Final = 0xB000
+MOVE_CANNOT_COUNT: Final = 0xA701
+MOVE_CANNOT_PERFORM: Final = 0xA702
+MOVE_DESTINATION_UNKNOWN: Final = 0xA801
+MOVE_IDENTIFIER_MISMATCH: Final = 0xA900
+MOVE_UNABLE_TO_PROCESS: Final = 0xC000
+#: PS3.7 C.4: the operation was cancelled by C-CANCEL (C-FIND and C-MOVE).
+CANCEL: Final = 0xFE00
+
 
 @dataclass(frozen=True)
 class StatusInfo:
