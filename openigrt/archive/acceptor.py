@@ -36,6 +36,7 @@ from openigrt.archive.scp import Counts, QRRequest
 from openigrt.archive.sender import element, encode_p_data, text_value
 from openigrt.net.acceptor import (
     A_ABORT,
+    NO_DATASET,
     P_DATA_TF,
     AcceptedContext,
     AcceptorConfig,
@@ -61,7 +62,6 @@ C_MOVE_RQ: Final = 0x0021
 C_CANCEL_RQ: Final = 0x0FFF
 #: Command Data Set Type when a data set follows (any value but 0x0101).
 _DATASET_PRESENT: Final = 0x0001
-_NO_DATASET: Final = 0x0101
 #: Status for a Q/R request on a context of another SOP class (PS3.7 C.5.5).
 _SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
 _IMPLICIT: Final = "1.2.840.10008.1.2"
@@ -80,7 +80,7 @@ def encode_qr_response(*, command_field: int, message_id: int, sop_class_uid: st
     body = element(0x00000002, text_value(sop_class_uid, b"\x00"))
     body += element(0x00000100, struct.pack("<H", command_field))
     body += element(0x00000120, struct.pack("<H", message_id & 0xFFFF))
-    body += element(0x00000800, struct.pack("<H", _DATASET_PRESENT if dataset_present else _NO_DATASET))
+    body += element(0x00000800, struct.pack("<H", _DATASET_PRESENT if dataset_present else NO_DATASET))
     body += element(0x00000900, struct.pack("<H", status))
     if error_comment:
         body += element(0x00000902, text_value(error_comment[:64], b" "))
