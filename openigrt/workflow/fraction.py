@@ -467,18 +467,9 @@ class Fraction:
         from openigrt.workflow.review_panels import review_picture
         from openigrt.workflow.review import render_review
 
-        truth = self._truth(outcome.match_type)
+        truth = expected_correction(self.state, outcome.match_type)
         path = self.workdir / "review" / f"{outcome.match_type}.png"
         return render_review(review_picture(outcome, truth=truth), path)
-
-    def _truth(self, match_type: str) -> dict[str, float] | None:
-        acq = next((a for a in self.state.acquisitions if a.acquisition_id == ACQUISITION_OF[match_type]), None)
-        if acq is None or not acq.truth:
-            return None
-        try:
-            return dict(json.loads(Path(acq.truth).read_text())["expected_couch_correction"])
-        except (OSError, KeyError, ValueError):
-            return None
 
     # ------------------------------------------------------------------ review and decide (MATCH-7)
     def review_and_decide(self) -> None:
@@ -551,18 +542,23 @@ def _couch_lines(record: MatchRecord) -> list[str]:
     return couch_lines(couch) if couch else ["couch correction not available"]
 
 
+def expected_correction(state: SessionState, match_type: str) -> dict[str, float] | None:
+    """The virtual imager's ground-truth couch correction for *match_type* (None when not simulated)."""
+    acq = next((a for a in state.acquisitions if a.acquisition_id == ACQUISITION_OF.get(match_type)), None)
+    if acq is None or not acq.truth:
+        return None
+    try:
+        return dict(json.loads(Path(acq.truth).read_text())["expected_couch_correction"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def match_summary(state: SessionState) -> list[dict[str, Any]]:
     """One row per match: type, decision, couch correction, ground truth (virtual), error, stored."""
     rows = []
     stored = {c.match_id for c in state.created if c.stored and c.match_id}
     for r in state.matches:
-        truth = None
-        acq = next((a for a in state.acquisitions if a.acquisition_id == ACQUISITION_OF.get(r.match_type)), None)
-        if acq is not None and acq.truth:
-            try:
-                truth = json.loads(Path(acq.truth).read_text())["expected_couch_correction"]
-            except (OSError, KeyError, ValueError):
-                truth = None
+        truth = expected_correction(state, r.match_type)
         rows.append({"match": r.match_type, "decision": r.decision, "couch": r.result.get("couch"),
                      "truth": truth, "stored": r.match_id in stored, "review_png": r.review_png,
                      "metric": r.result.get("metric"), "elapsed_s": r.result.get("elapsed_s"),
