@@ -6,15 +6,9 @@ verification patient mm), ``couch`` (IEC 61217 table-top correction: ``vrt_mm``,
 ``lat_mm`` and, for 6 DoF, ``rtn_deg``, ``pitch_deg``, ``roll_deg``), ``metric``, ``iterations``,
 ``stop_reason``, ``elapsed_s`` (+ per-marker residuals for marker matches).
 
-Isocenter precedence for the couch correction (MATCH-6):
-
-* planned isocenter (reference frame): ``--isocenter`` > ``--plan`` (first treatment beam, else
-  first beam, Isocenter Position) > reference RT Images' Isocenter Position (private 3273 first)
-  > the INITLASERISO point;
-* INITLASERISO (verification frame): ``--init-laser-iso`` > the verification's isocenter structure
-  set (``--verification-structure-set`` or an RT Structure Set with an INITLASERISO POINT found
-  among the verification files) > acquired RT Images' Isocenter Position > the planned isocenter;
-* patient position: ``--plan`` patient setup > reference images' Patient Position > ``HFS``.
+Reading the inputs, the isocenter precedence for the couch correction (MATCH-6) and the objects
+written with ``--out`` are those of :mod:`openigrt.workflow.matching`, shared with the fraction
+workflow (``openigrt session`` / ``openigrt demo``).
 """
 
 from __future__ import annotations
