@@ -62,6 +62,36 @@ class RemoteAE:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
+#: Values of ``[remote] protocol``.
+PROTOCOL_DIMSE = "dimse"
+PROTOCOL_DICOMWEB = "dicomweb"
+#: ``--remote`` prefix selecting a DICOMweb TMS: ``dicomweb+http://…`` / ``dicomweb+https://…``.
+DICOMWEB_SCHEME_PREFIX = "dicomweb+"
+
+
+@dataclass(frozen=True)
+class DicomWebRemote:
+    """The TMS as a DICOMweb service (PS3.18 QIDO-RS, WADO-RS, STOW-RS) at a base URL.
+
+    Timeouts in seconds: *timeout* bounds every wait for progress on one HTTP request (connect,
+    sending, each read), *request_timeout* the whole request including its streamed body.
+    Credentials are never shown (``repr``/``openigrt config`` mask them).
+    """
+
+    url: str
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    request_timeout: float = 600.0
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    username: str = field(default="", repr=False, metadata={"secret": True})
+    password: str = field(default="", repr=False, metadata={"secret": True})
+    authorization: str = field(default="", repr=False, metadata={"secret": True})
+
+    def __str__(self) -> str:
+        return DICOMWEB_SCHEME_PREFIX + self.url
+
+
 @dataclass(frozen=True)
 class AllowedCaller:
     """A remote AE allowed to open associations to our SCP (NET-9)."""
@@ -135,6 +165,7 @@ class Settings:
 
     local: LocalSettings = field(default_factory=LocalSettings)
     remote: RemoteAE | None = None
+    dicomweb: DicomWebRemote | None = None  # set instead of remote when [remote] protocol = "dicomweb"
     allowed: tuple[AllowedCaller, ...] = ()
     network: NetworkSettings = field(default_factory=NetworkSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -152,10 +183,18 @@ class Settings:
         return extra + tuple(a for a in self.allowed if a not in extra)
 
     def require_remote(self) -> RemoteAE:
-        """Return the TMS or raise a ConfigError saying how to set it."""
+        """Return the (DIMSE) TMS or raise a ConfigError saying how to set it."""
         if self.remote is None:
+            if self.dicomweb is not None:
+                raise ConfigError("remote", f"the TMS is a DICOMweb service ({self.dicomweb}); this needs a DIMSE "
+                                  "peer: give --remote AET@HOST:PORT")
             raise ConfigError("remote", "no TMS configured: give --remote AET@HOST:PORT or a [remote] section")
         return self.remote
+
+    @property
+    def tms_protocol(self) -> str:
+        """``"dicomweb"`` when the TMS is a DICOMweb service, else ``"dimse"``."""
+        return PROTOCOL_DICOMWEB if self.dicomweb is not None else PROTOCOL_DIMSE
 
 
 # --------------------------------------------------------------------------- validators
@@ -265,6 +304,52 @@ def _host(key: str, value: Any) -> str:
     return v
 
 
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    return value
+
+
+def _optional_path(key: str, value: Any) -> Path | None:
+    text = _string(key, str(value) if isinstance(value, Path) else value).strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ConfigError(key, f"file not found: {path}")
+    return path
+
+
+def _protocol(key: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in (PROTOCOL_DIMSE, PROTOCOL_DICOMWEB):
+        raise ConfigError(key, f'expected "{PROTOCOL_DIMSE}" or "{PROTOCOL_DICOMWEB}", got {value!r}')
+    return text
+
+
+def _dicomweb_url(key: str, value: Any) -> str:
+    """A DICOMweb base URL: ``http(s)://HOST[:PORT][/PATH]`` (``dicomweb+`` prefix accepted), no credentials."""
+    from urllib.parse import urlsplit
+
+    text = _text(key, value).strip()
+    if text.lower().startswith(DICOMWEB_SCHEME_PREFIX):
+        text = text[len(DICOMWEB_SCHEME_PREFIX):]
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(key, f"not a valid URL {text!r}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"expected http(s)://HOST[:PORT]/PATH, got {value!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(key, "credentials in the URL are not accepted: use remote.username / remote.password "
+                          "or remote.authorization")
+    if parts.query or parts.fragment or any(c.isspace() for c in text):
+        raise ConfigError(key, f"expected a base URL without query, fragment or spaces, got {value!r}")
+    del port
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Key:
     """One configuration key: where it goes, how it is checked, what it means."""
@@ -313,6 +398,27 @@ SCHEMA: tuple[Key, ...] = (
 _BY_KEY = {k.dotted: k for k in SCHEMA}
 _TABLE_KEYS = {"remote", "allowed"}
 
+#: Keys of a ``[remote]`` table whose ``protocol`` is ``"dicomweb"`` (``openigrt config --defaults``
+#: renders them; ``--set remote.<key>=value`` overrides them).
+DICOMWEB_KEYS: tuple[Key, ...] = (
+    Key("remote.protocol", _protocol, PROTOCOL_DICOMWEB,
+        f'"{PROTOCOL_DIMSE}" (default: ae_title, host, port above) or "{PROTOCOL_DICOMWEB}" (the keys below)'),
+    Key("remote.url", _dicomweb_url, "http://127.0.0.1:8042/dicom-web",
+        "base URL of the DICOMweb service (http or https; required)"),
+    Key("remote.timeout", _positive_float, 60.0,
+        "s without progress on one HTTP request (connect, send, each read) before it fails"),
+    Key("remote.connect_timeout", _positive_float, 10.0, "TCP (and TLS) connect timeout, s"),
+    Key("remote.request_timeout", _positive_float, 600.0, "s for one whole HTTP request, streamed body included"),
+    Key("remote.verify_tls", _bool, True, "https: verify the server certificate and host name"),
+    Key("remote.ca_bundle", _optional_path, "", "https: PEM file of the CA certificates to trust (empty: certifi's)"),
+    Key("remote.username", _string, "", "HTTP basic authentication user name (with password)"),
+    Key("remote.password", _string, "", "HTTP basic authentication password (keep the file private)"),
+    Key("remote.authorization", _string, "",
+        'or the whole Authorization header value, e.g. "Bearer <token>" (not with username)'),
+)
+_DICOMWEB_NAMES = tuple(k.dotted.split(".", 1)[1] for k in DICOMWEB_KEYS)
+_DIMSE_NAMES = ("protocol", "ae_title", "host", "port")
+
 
 # --------------------------------------------------------------------------- loading
 def _flatten(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -343,6 +449,74 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("--config", f"{path}: not valid TOML: {exc}") from None
 
 
+def _is_dicomweb_text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(DICOMWEB_SCHEME_PREFIX)
+
+
+def _is_dicomweb_table(value: Any) -> bool:
+    return isinstance(value, Mapping) and str(value.get("protocol", "")).strip().lower() == PROTOCOL_DICOMWEB
+
+
+def _remote_table(value: Any) -> dict[str, Any]:
+    """*value* (``AET@HOST:PORT``, ``dicomweb+URL``, a table, a RemoteAE/DicomWebRemote) as a table."""
+    if value is None:
+        return {}
+    if _is_dicomweb_text(value):
+        return {"protocol": PROTOCOL_DICOMWEB, "url": value}
+    if isinstance(value, str):
+        value = RemoteAE.parse(value)
+    if isinstance(value, RemoteAE):
+        return {"ae_title": value.ae_title, "host": value.host, "port": value.port}
+    if isinstance(value, DicomWebRemote):
+        return {"protocol": PROTOCOL_DICOMWEB, **{k: getattr(value, k) for k in _DICOMWEB_NAMES[1:]}}
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _merge_remote(from_file: Any, from_cli: Any, keys: Mapping[str, Any]) -> Any:
+    """The ``[remote]`` value after the command line: ``--remote`` replaces the file's TMS, except that a
+    ``dicomweb+URL`` over a DICOMweb table only replaces its URL (timeouts, credentials kept); then
+    ``--set remote.<key>=value`` overrides single keys."""
+    value = from_file
+    if from_cli is not None:
+        if _is_dicomweb_text(from_cli) and _is_dicomweb_table(from_file):
+            value = {**from_file, "url": from_cli}
+        else:
+            value = from_cli
+    if keys:
+        value = {**_remote_table(value), **keys}
+    return value
+
+
+def _parse_tms(value: Any) -> tuple[RemoteAE | None, DicomWebRemote | None]:
+    """The TMS: (DIMSE remote AE, None) or (None, DICOMweb service) or (None, None)."""
+    if value is None:
+        return None, None
+    if isinstance(value, DicomWebRemote):
+        return None, value
+    if _is_dicomweb_text(value):
+        return None, _parse_dicomweb({"url": value})
+    if isinstance(value, Mapping) and _protocol("remote.protocol", value.get("protocol", PROTOCOL_DIMSE)) == PROTOCOL_DICOMWEB:
+        return None, _parse_dicomweb(value)
+    return _parse_remote(value), None
+
+
+def _parse_dicomweb(value: Mapping[str, Any]) -> DicomWebRemote:
+    unknown = set(value) - set(_DICOMWEB_NAMES)
+    if unknown:
+        raise ConfigError(f"remote.{sorted(unknown)[0]}",
+                          f"unknown key for a DICOMweb TMS (known: {', '.join(_DICOMWEB_NAMES)})")
+    if not value.get("url"):
+        raise ConfigError("remote.url", "missing (a DICOMweb TMS needs its base URL)")
+    values = {spec.dotted.split(".", 1)[1]: spec.convert(spec.dotted, value.get(spec.dotted.split(".", 1)[1],
+                                                                               spec.default))
+              for spec in DICOMWEB_KEYS[1:]}
+    if values["password"] and not values["username"]:
+        raise ConfigError("remote.password", "given without remote.username")
+    if values["authorization"] and values["username"]:
+        raise ConfigError("remote.authorization", "give either remote.authorization or remote.username/password")
+    return DicomWebRemote(**values)
+
+
 def _parse_remote(value: Any) -> RemoteAE | None:
     if value is None:
         return None
@@ -355,9 +529,10 @@ def _parse_remote(value: Any) -> RemoteAE | None:
     for k in ("ae_title", "host", "port"):
         if k not in value:
             raise ConfigError(f"remote.{k}", "missing (the TMS needs ae_title, host and port)")
-    unknown = set(value) - {"ae_title", "host", "port"}
+    unknown = set(value) - set(_DIMSE_NAMES)
     if unknown:
-        raise ConfigError(f"remote.{sorted(unknown)[0]}", "unknown key (known: ae_title, host, port)")
+        raise ConfigError(f"remote.{sorted(unknown)[0]}", "unknown key (known: protocol, ae_title, host, port; "
+                          'protocol = "dicomweb" for a DICOMweb TMS)')
     return RemoteAE(
         _check_aet("remote.ae_title", value["ae_title"]),
         _host("remote.host", value["host"]),
@@ -397,6 +572,8 @@ def load_settings(path: Path | str | None = None, overrides: Mapping[str, Any] |
     flat: dict[str, Any] = read_toml(Path(path)) if path else {}
     overrides = dict(overrides or {})
     extra_allowed = overrides.pop("allowed", None)
+    remote_keys = {k.split(".", 1)[1]: overrides.pop(k) for k in list(overrides) if k.startswith("remote.")}
+    remote_value = _merge_remote(flat.get("remote"), overrides.pop("remote", None), remote_keys)
     flat.update(overrides)
     values: dict[str, Any] = {}
     for dotted, raw in flat.items():
@@ -414,9 +591,11 @@ def load_settings(path: Path | str | None = None, overrides: Mapping[str, Any] |
 
     allowed = _parse_allowed(flat.get("allowed")) + _parse_allowed(extra_allowed)
     dicom = section("dicom")
+    remote, dicomweb = _parse_tms(remote_value)
     return Settings(
         local=LocalSettings(**section("local")),
-        remote=_parse_remote(flat.get("remote")),
+        remote=remote,
+        dicomweb=dicomweb,
         allowed=allowed,
         network=NetworkSettings(**section("network")),
         storage=StorageSettings(**section("storage")),
@@ -440,7 +619,8 @@ def parse_set_option(text: str) -> tuple[str, str]:
         raise ConfigError("--set", f"expected section.key=value, got {text!r}")
     key, value = text.split("=", 1)
     key = key.strip()
-    if key not in _BY_KEY and key not in _TABLE_KEYS:
+    remote_key = key.startswith("remote.") and key.split(".", 1)[1] in set(_DIMSE_NAMES) | set(_DICOMWEB_NAMES)
+    if key not in _BY_KEY and key not in _TABLE_KEYS and not remote_key:
         raise ConfigError(key, "unknown key; `openigrt config --defaults` lists every key")
     return key, value.strip()
 
@@ -454,6 +634,13 @@ def default_toml() -> str:
         '# ae_title = "ORTHANC"',
         '# host = "127.0.0.1"',
         "# port = 4242",
+        "",
+        "# Or the TMS as a DICOMweb service (PS3.18: QIDO-RS search, WADO-RS retrieve, STOW-RS store), e.g.",
+        "# Orthanc's DICOMweb plugin; on the command line --remote dicomweb+http://HOST:PORT/dicom-web (or",
+        "# dicomweb+https://...), single keys with --set remote.KEY=VALUE.",
+        "# [remote]",
+        *[line for spec in DICOMWEB_KEYS
+          for line in (f"# # {spec.doc}", f"# {spec.dotted.split('.', 1)[1]} = {_toml_value(spec.default)}")],
         "",
         "# Further callers allowed to store to us (NET-9); repeat the table for each.",
         "# [[allowed]]",

@@ -18,7 +18,10 @@ line (never a traceback).
     │   ├── ConnectionFailed        TCP connect failed / refused
     │   ├── AssociationRejected     A-ASSOCIATE-RJ (result, source, reason)
     │   ├── AssociationAborted      A-ABORT / A-P-ABORT or connection lost
-    │   └── DimseTimeout            no DIMSE response within the configured timeout
+    │   ├── DimseTimeout            no DIMSE response within the configured timeout
+    │   ├── HttpStatusError         a DICOMweb server answered an HTTP error status (status, url on it)
+    │   ├── HttpTimeout             no HTTP progress / response within the configured timeout
+    │   └── BadResponse             a peer's answer is malformed (truncated, wrong content type, not DICOM)
     ├── RetrieveError               a Q/R request ended in failure (status is data on it)
     ├── StoreError                  a storage task could not complete (per-instance results on it)
     ├── CacheError                  the local cache/index cannot be written or read
@@ -93,6 +96,23 @@ class AssociationAborted(NetworkError):
 
 class DimseTimeout(NetworkError):
     """No DIMSE response arrived within the configured DIMSE timeout."""
+
+
+class HttpStatusError(NetworkError):
+    """A DICOMweb server answered an HTTP error status; ``status`` and ``url`` are on it."""
+
+    def __init__(self, message: str, *, status: int, url: str) -> None:
+        self.status = status
+        self.url = url
+        super().__init__(message)
+
+
+class HttpTimeout(NetworkError):
+    """An HTTP request made no progress (or did not finish) within the configured timeout."""
+
+
+class BadResponse(NetworkError):
+    """A peer's answer is malformed: truncated, of the wrong content type, or not DICOM where DICOM is due."""
 
 
 class RetrieveError(OpenIGRTError):

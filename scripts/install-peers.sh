@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages of the real DICOM peers the tests start on loopback:
-# DCMTK (storescu/storescp/findscu/movescu/dcmqrscp), Orthanc, dicom3tools (dciodvfy), plastimatch.
+# DCMTK (storescu/storescp/findscu/movescu/dcmqrscp), Orthanc and its DICOMweb plugin, dicom3tools (dciodvfy),
+# plastimatch.
 set -eu
 missing=""
 for pair in storescu:dcmtk dcmqrscp:dcmtk Orthanc:orthanc dciodvfy:dicom3tools plastimatch:plastimatch; do
@@ -9,6 +10,8 @@ for pair in storescu:dcmtk dcmqrscp:dcmtk Orthanc:orthanc dciodvfy:dicom3tools p
         case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
     fi
 done
+# Orthanc's DICOMweb plugin (QIDO-RS / WADO-RS / STOW-RS): tests/net/test_dicomweb_orthanc.py, the DICOMweb session
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$missing orthanc-dicomweb"
 [ -z "$missing" ] && exit 0
 echo "installing Debian packages:$missing" >&2
 SUDO=""

@@ -38,6 +38,9 @@ _DCMTK_TOOLS = frozenset({"storescu", "storescp", "findscu", "movescu", "echoscu
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 ORTHANC_BIN = "/usr/sbin/Orthanc"
+#: Orthanc's DICOMweb plugin (Debian ``orthanc-dicomweb``): QIDO-RS, WADO-RS, STOW-RS under ``/dicom-web``.
+ORTHANC_DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+ORTHANC_DICOMWEB_ROOT = "/dicom-web/"
 
 
 #: Where the Debian DCMTK binaries live. pynetdicom installs apps with the *same names*
@@ -230,8 +233,15 @@ def start_dcmqrscp(workdir: Path, *, ae_title: str = "QRSCP", port: int | None =
 
 # --------------------------------------------------------------------------- Orthanc
 def start_orthanc(workdir: Path, *, ae_title: str = "ORTHANC", modalities: Mapping[str, tuple[str, str, int]] | None = None,
-                  port: int | None = None, http_port: int | None = None) -> Peer:
-    """Orthanc with a generated loopback-only config (docs/PEERS.md), run directly."""
+                  port: int | None = None, http_port: int | None = None, plugins: Sequence[str] = (),
+                  extra_config: Mapping[str, Any] | None = None) -> Peer:
+    """Orthanc with a generated loopback-only config (docs/PEERS.md), run directly.
+
+    *plugins* are shared-library paths (e.g. :data:`ORTHANC_DICOMWEB_PLUGIN`); with the DICOMweb
+    plugin the ``DicomWeb`` section enables QIDO-RS / WADO-RS / STOW-RS under
+    :data:`ORTHANC_DICOMWEB_ROOT` on the (loopback-only) HTTP port, and ``peer.extra["dicomweb"]``
+    is the base URL. *extra_config* keys are merged into the generated configuration.
+    """
     port = port or free_port()
     http_port = http_port or free_port()
     config: dict[str, Any] = {
@@ -251,20 +261,28 @@ def start_orthanc(workdir: Path, *, ae_title: str = "ORTHANC", modalities: Mappi
         "DicomAlwaysAllowFind": False,
         "DicomAlwaysAllowMove": False,
         "DicomModalities": {name: [aet, host, p] for name, (aet, host, p) in (modalities or {}).items()},
-        "Plugins": [],
+        "Plugins": list(plugins),
         "StorageCompression": False,
         "SaveJobs": False,
         "ConcurrentJobs": 1,
         "DicomScpTimeout": 30,
         "DicomScuTimeout": 30,
     }
+    if ORTHANC_DICOMWEB_PLUGIN in plugins:
+        config["DicomWeb"] = {"Enable": True, "Root": ORTHANC_DICOMWEB_ROOT, "EnableWado": False,
+                              "Host": LOOPBACK, "Ssl": False}
+    config.update(extra_config or {})
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "orthanc.json"
     cfg.write_text(json.dumps(config, indent=2))
     proc, log = _spawn("orthanc", [ORTHANC_BIN, str(cfg)], workdir)
     peer = Peer("orthanc", proc, ae_title, port, workdir, http_port=http_port, log_path=log)
+    if ORTHANC_DICOMWEB_PLUGIN in plugins:
+        peer.extra["dicomweb"] = f"http://{LOOPBACK}:{http_port}{ORTHANC_DICOMWEB_ROOT.rstrip('/')}"
     _started(peer)
     wait_for_http(peer, "/system")
+    if ORTHANC_DICOMWEB_PLUGIN in plugins:
+        wait_for_http(peer, ORTHANC_DICOMWEB_ROOT + "studies")
     return peer
 
 

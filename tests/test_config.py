@@ -95,3 +95,54 @@ def test_unexpected_exception_is_one_line_not_a_traceback(capsys: pytest.Capture
     monkeypatch.setenv("OPENIGRT_TRACEBACK", "1")
     assert main(["config"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- DICOMweb TMS ([remote] protocol)
+def test_dicomweb_remote_from_file_cli_and_set(tmp_path: Path) -> None:
+    from openigrt.config import DICOMWEB_KEYS, DicomWebRemote
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[remote]\nprotocol = "dicomweb"\nurl = "https://pacs.example.org/dicom-web/"\n'
+                   'timeout = 20\nusername = "phys"\npassword = "pw"\nverify_tls = false\n')
+    s = load_settings(cfg)
+    assert s.remote is None and s.tms_protocol == "dicomweb"
+    assert s.dicomweb == DicomWebRemote("https://pacs.example.org/dicom-web", timeout=20.0, verify_tls=False,
+                                        username="phys", password="pw")
+    assert "pw" not in repr(s.dicomweb) and str(s.dicomweb) == "dicomweb+https://pacs.example.org/dicom-web"
+    # --remote dicomweb+URL over a DICOMweb table replaces only the URL; --set remote.KEY one key
+    s = load_settings(cfg, {"remote": "dicomweb+http://127.0.0.1:8042/dicom-web", "remote.connect_timeout": "3"})
+    assert (s.dicomweb.url, s.dicomweb.username, s.dicomweb.timeout, s.dicomweb.connect_timeout) == (
+        "http://127.0.0.1:8042/dicom-web", "phys", 20.0, 3.0)
+    # --remote AET@HOST:PORT replaces the DICOMweb TMS entirely
+    s = load_settings(cfg, {"remote": "ORTHANC@127.0.0.1:4242"})
+    assert s.dicomweb is None and s.remote == RemoteAE("ORTHANC", "127.0.0.1", 4242) and s.tms_protocol == "dimse"
+    with pytest.raises(ConfigError, match="DICOMweb service"):
+        load_settings(cfg).require_remote()
+    text = default_toml()
+    for key in DICOMWEB_KEYS:
+        assert f"# {key.dotted.split('.', 1)[1]} = " in text
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    ({"remote": "dicomweb+ftp://host/x"}, "remote.url"),
+    ({"remote": "dicomweb+http://user:pw@host/x"}, "remote.url"),
+    ({"remote": "dicomweb+http://host/x?a=1"}, "remote.url"),
+    ({"remote": "dicomweb+http://host:99999/x"}, "remote.url"),
+    ({"remote": "dicomweb+http://host/x", "remote.timeout": "0"}, "remote.timeout"),
+    ({"remote": "dicomweb+http://host/x", "remote.password": "p"}, "remote.password"),
+    ({"remote": "dicomweb+http://host/x", "remote.username": "u", "remote.authorization": "Bearer t"},
+     "remote.authorization"),
+    ({"remote": "dicomweb+https://host/x", "remote.ca_bundle": "/no/such/ca.pem"}, "remote.ca_bundle"),
+    ({"remote": "dicomweb+http://host/x", "remote.ae_title": "X"}, "remote.ae_title"),
+    ({"remote": "A@h:1", "remote.protocol": "smtp"}, "remote.protocol"),
+])
+def test_bad_dicomweb_value_names_the_key(overrides: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, overrides)
+    assert info.value.key == key
+
+
+def test_config_output_masks_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--remote", "dicomweb+https://h/dw", "--set", "remote.authorization=Bearer secret-token"]) == 0
+    out = capsys.readouterr().out
+    assert "secret-token" not in out and '"authorization": "***"' in out and '"url": "https://h/dw"' in out

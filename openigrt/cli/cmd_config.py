@@ -15,7 +15,8 @@ from openigrt.config import Settings, default_toml
 def _as_dict(settings: Settings) -> dict[str, Any]:
     def conv(v: Any) -> Any:
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            return {f.name: _masked(getattr(v, f.name)) if f.metadata.get("secret") else conv(getattr(v, f.name))
+                    for f in dataclasses.fields(v)}
         if isinstance(v, tuple):
             return [conv(x) for x in v]
         if isinstance(v, Path):
@@ -23,6 +24,11 @@ def _as_dict(settings: Settings) -> dict[str, Any]:
         return v
 
     return conv(settings)
+
+
+def _masked(value: Any) -> str:
+    """A credential as shown by ``openigrt config``: only whether it is set."""
+    return "***" if value else ""
 
 
 @click.command("config")

@@ -65,6 +65,15 @@ class _Bar:
         self.progress.update(self.task, completed=done)
 
 
+def _service(client: Any, dimse: str, dicomweb: str) -> str:
+    """``"C-STORE to AET"`` for a DIMSE TMS, ``"STOW-RS to host"`` for a DICOMweb one (progress labels)."""
+    if client.protocol == "DIMSE":
+        return f"{dimse} {client.remote.ae_title}"
+    from urllib.parse import urlsplit
+
+    return f"{dicomweb} {urlsplit(client.remote.url).hostname}"
+
+
 def _style(outcome: str) -> str:
     return {"sent": "green", "retrieved": "green", "imported": "green", "exported": "green",
             "warning": "yellow", "failed": "red", "refused": "red"}.get(outcome, "dim")
@@ -125,15 +134,16 @@ def listen_command(*, settings: Settings) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @common_options
 def echo_command(*, settings: Settings, as_json: bool) -> int:
-    """C-ECHO the TMS (--remote) (NET-10)."""
-    from openigrt.net.client import DicomClient
+    """C-ECHO the TMS (--remote) (NET-10); for a DICOMweb TMS a QIDO-RS request that proves it answers."""
+    from openigrt.net.tms import open_tms
 
-    client = DicomClient(settings)
-    elapsed = client.echo()
+    with open_tms(settings) as client:
+        elapsed = client.echo()
+    name = "C-ECHO" if client.protocol == "DIMSE" else "DICOMweb echo"
     if as_json:
         print_json({"remote": str(client.remote), "ok": True, "elapsed_ms": round(elapsed * 1000, 2)})
     else:
-        console_out().print(f"C-ECHO {client.remote}: ok ({elapsed * 1000:.1f} ms)")
+        console_out().print(f"{name} {client.remote}: ok ({elapsed * 1000:.1f} ms)")
     return EXIT_OK
 
 
@@ -143,14 +153,13 @@ def echo_command(*, settings: Settings, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the per-instance report as JSON.")
 @common_options
 def store_command(*, settings: Settings, paths: tuple[Path, ...], as_json: bool) -> int:
-    """Send Part 10 files (or directories of them) to the TMS over one association (NET-1, NET-2)."""
-    from openigrt.net.client import DicomClient
+    """Send Part 10 files (or directories of them) to the TMS over one association (NET-1, NET-2), or by STOW-RS."""
+    from openigrt.net.tms import open_tms
 
     files = expand_paths(paths)
     if not files:
         raise click.UsageError("no DICOM files found in the given paths")
-    client = DicomClient(settings)
-    with _Bar(len(files), f"C-STORE to {client.remote.ae_title}") as bar:
+    with open_tms(settings) as client, _Bar(len(files), _service(client, "C-STORE to", "STOW-RS to")) as bar:
         report = client.store(files, progress=bar)
     if as_json:
         print_json(report.as_dict())
@@ -176,11 +185,11 @@ def _uid_options(func: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @common_options
 def find_command(*, settings: Settings, uid: str, study_uid: str | None, series_uid: str | None, as_json: bool) -> int:
-    """C-FIND one instance on the TMS at IMAGE level (NET-3, NET-5)."""
-    from openigrt.net.client import DicomClient
+    """C-FIND one instance on the TMS at IMAGE level (NET-3, NET-5), or search it by QIDO-RS."""
+    from openigrt.net.tms import open_tms
 
-    client = DicomClient(settings)
-    result = client.find(uid, study_instance_uid=study_uid, series_instance_uid=series_uid)
+    with open_tms(settings) as client:
+        result = client.locate(uid, study_instance_uid=study_uid, series_instance_uid=series_uid)
     if as_json:
         print_json({"remote": str(client.remote), **result.as_dict()})
     elif result.found:
@@ -203,13 +212,20 @@ def find_command(*, settings: Settings, uid: str, study_uid: str | None, series_
 @common_options
 def move_command(*, settings: Settings, uids: tuple[str, ...], study_uid: str | None, series_uid: str | None,
                  no_listen: bool, batch: bool, as_json: bool) -> int:
-    """C-MOVE instances from the TMS to our AE title into the cache (NET-3, NET-4, NET-6)."""
-    from openigrt.net.client import DicomClient
+    """C-MOVE instances from the TMS to our AE title into the cache (NET-3, NET-4, NET-6), or WADO-RS them.
 
-    client = DicomClient(settings)
-    with _Bar(len(uids), f"C-MOVE from {client.remote.ae_title}") as bar:
-        report = client.move(list(uids), study_instance_uid=study_uid, series_instance_uid=series_uid,
-                             listen=not no_listen, batch=batch, progress=bar)
+    Over DICOMweb --batch asks for the whole series once (with --study-uid and --series-uid);
+    --no-listen has no meaning there.
+    """
+    from openigrt.net.tms import open_tms
+
+    with open_tms(settings) as client, _Bar(len(uids), _service(client, "C-MOVE from", "WADO-RS from")) as bar:
+        if client.protocol == "DIMSE":
+            report = client.move(list(uids), study_instance_uid=study_uid, series_instance_uid=series_uid,  # type: ignore[attr-defined]
+                                 listen=not no_listen, batch=batch, progress=bar)
+        else:
+            report = client.retrieve(list(uids), study_instance_uid=study_uid, series_instance_uid=series_uid,  # type: ignore[call-arg]
+                                     batch=batch, progress=bar)
     if as_json:
         print_json(report.as_dict())
     else:

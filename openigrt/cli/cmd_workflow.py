@@ -182,7 +182,7 @@ def session_command(*, settings: Settings, plan_uid: str, study_uid: str | None,
                     acquired: tuple[Path, ...], seed: int, receive_timeout: float, decision: str, adjust: str | None,
                     stop_after: str | None, no_store: bool, as_json: bool) -> int:
     """A fraction against a real TMS: load by plan UID, validate, acquire, match, review, store."""
-    from openigrt.net.client import DicomClient
+    from openigrt.net.tms import open_tms
     from openigrt.workflow.fraction import Fraction, FractionOptions, match_summary
 
     adjustment = _parse_adjust(adjust)
@@ -193,8 +193,7 @@ def session_command(*, settings: Settings, plan_uid: str, study_uid: str | None,
                               reference_uids=reference_uid, study_instance_uid=study_uid,
                               series_instance_uid=series_uid, receive_timeout_s=receive_timeout,
                               stop_after=stop_after, store=not no_store)
-    client = DicomClient(settings)
-    with _progress() as progress:
+    with open_tms(settings) as client, _progress() as progress:
         fraction = Fraction(settings=settings, client=client, workdir=workdir, plan_uid=plan_uid, options=options,
                             on_event=_ProgressSink(progress), decide=_decider(decision, adjustment))
         state = fraction.run()

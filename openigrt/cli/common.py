@@ -2,7 +2,7 @@
 
 Common options (every network/file command takes them, so scripts need no config file)::
 
-    --config FILE  --ae-title AET  --port N  --cache DIR  --remote AET@HOST:PORT
+    --config FILE  --ae-title AET  --port N  --cache DIR  --remote AET@HOST:PORT|dicomweb+http(s)://HOST/PATH
     --allow AET@HOST (repeatable)  --set section.key=value (repeatable)  -v/--verbose
 
 ``@common_options`` adds them and passes a loaded :class:`~openigrt.config.Settings` to the
@@ -126,8 +126,9 @@ def common_options(func: F) -> F:
     @click.option("--port", type=int, default=None, help="Our listening port [58051].")
     @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Cache directory for received instances and session state.")
-    @click.option("--remote", default=None, metavar="AET@HOST:PORT",
-                  help="The TMS: Q/R provider, storage destination and an allowed caller.")
+    @click.option("--remote", default=None, metavar="AET@HOST:PORT | dicomweb+http(s)://HOST:PORT/PATH",
+                  help="The TMS: Q/R provider, storage destination and an allowed caller (DIMSE), or a "
+                       "DICOMweb service (QIDO-RS, WADO-RS, STOW-RS).")
     @click.option("--allow", multiple=True, metavar="AET@HOST", help="Further allowed caller (repeatable).")
     @click.option("--set", "set_", multiple=True, metavar="KEY=VALUE",
                   help="Override any config key, e.g. --set network.dimse_timeout=30 (repeatable).")

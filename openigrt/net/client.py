@@ -58,6 +58,10 @@ class DicomClient:
         Cache moved instances land in (default ``InstanceCache.from_settings(settings)``, opened lazily).
     """
 
+    #: For messages of the protocol-neutral workflow (:class:`openigrt.net.tms.TmsClient`).
+    protocol = "DIMSE"
+    echo_name = "C-ECHO"
+
     def __init__(self, settings: Settings, *, remote: RemoteAE | None = None, cache: InstanceCache | None = None) -> None:
         self.settings = settings
         self.remote = remote or settings.require_remote()
@@ -200,6 +204,20 @@ class DicomClient:
                 end_after_failure(assoc, timed_out=isinstance(exc, DimseTimeout))
                 return str(exc)
         return ""
+
+
+    # ----------------------------------------------------------------- TmsClient (openigrt.net.tms)
+    def locate(self, sop_instance_uid: str, *, study_instance_uid: str | None = None,
+               series_instance_uid: str | None = None) -> FindResult:
+        """:meth:`find` under the protocol-neutral name."""
+        return self.find(sop_instance_uid, study_instance_uid=study_instance_uid,
+                         series_instance_uid=series_instance_uid)
+
+    def retrieve(self, sop_instance_uids: Sequence[str], *, study_instance_uid: str | None = None,
+                 series_instance_uid: str | None = None, progress: MoveProgress | None = None) -> MoveReport:
+        """:meth:`move` (one IMAGE-level C-MOVE each, our Storage SCP listening) under the protocol-neutral name."""
+        return self.move(sop_instance_uids, study_instance_uid=study_instance_uid,
+                         series_instance_uid=series_instance_uid, progress=progress)
 
 
 def _notify(progress: MoveProgress | None, done: int, total: int, result: MoveResult) -> None:

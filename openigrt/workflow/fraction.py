@@ -6,6 +6,7 @@
          → acquire (virtual imager, image files, or images received by our Storage SCP)
          → match (each type) → review picture → decision (accept / reject / adjust)
          → close fraction: echo, store every accepted, unstored object over ONE association
+           (DIMSE) or by STOW-RS (DICOMweb: any openigrt.net.tms.TmsClient)
 
 Every step records its outcome in the session state (:mod:`openigrt.workflow.state`), written
 atomically to ``WORKDIR/session.json``; running the fraction again on the same work directory
@@ -511,7 +512,8 @@ class Fraction:
         try:
             self.client.echo()
         except OpenIGRTError as exc:
-            raise FractionFailed(f"TMS {self.client.remote} did not answer C-ECHO; nothing stored: {exc}") from None
+            raise FractionFailed(f"TMS {self.client.remote} did not answer {self.client.echo_name}; nothing stored: "
+                                 f"{exc}") from None
         order = {"CT": 0, "RTIMAGE": 1, "RTIMAGE-CURVES": 1, "RTSTRUCT-ISO": 2, "RTSTRUCT-MARKER": 2, "REG": 3}
         todo = tuple(sorted(todo, key=lambda c: order.get(c.kind, 9)))
 
@@ -531,7 +533,8 @@ class Fraction:
                                  f"{first.sop_instance_uid}: {first.message or first.outcome.value}"
                                  + (f" ({report.error})" if report.error else ""))
         self._save(replace(self.state, closed=True))
-        self._say("store", f"{len(todo)} object(s) stored at {self.client.remote} over one association")
+        how = "over one association" if self.client.protocol == "DIMSE" else "by STOW-RS"
+        self._say("store", f"{len(todo)} object(s) stored at {self.client.remote} {how}")
         return self.state
 
 

@@ -1,5 +1,8 @@
 """Loading a patient from the TMS by RT Plan UID (SPEC LOAD-1 … LOAD-3, NET-3 … NET-6, NET-10).
 
+The TMS is any :class:`openigrt.net.tms.TmsClient`: DIMSE (C-ECHO, C-FIND, C-MOVE, as below) or
+DICOMweb (the same steps as a QIDO-RS echo, QIDO-RS searches and WADO-RS retrievals).
+
 Order (LOAD-1, LOAD-2)::
 
     C-ECHO the TMS (NET-10; a failing echo aborts the load)
@@ -29,7 +32,7 @@ from openigrt.iod.rt_plan import RTPlan
 from openigrt.iod.rt_structure_set import RTStructureSet
 
 if TYPE_CHECKING:  # pragma: no cover
-    from openigrt.net.client import DicomClient
+    from openigrt.net.tms import TmsClient
 
 LOG = logging.getLogger("openigrt.workflow.load")
 
@@ -66,14 +69,13 @@ class LoadFailed(WorkflowError):
 
 
 def load_patient(
-    client: DicomClient,
+    client: TmsClient,
     plan_uid: str,
     *,
     study_instance_uid: str | None = None,
     series_instance_uid: str | None = None,
     reference_uids: Sequence[str] = (),
     need_ct: bool = True,
-    listen: bool = True,
     progress: ProgressCallback | None = None,
 ) -> LoadedPatient:
     """Load plan → structure set → CT → reference images into the cache (LOAD-1/2/3).
@@ -81,8 +83,8 @@ def load_patient(
     Parameters
     ----------
     client
-        SCU towards the TMS; its cache receives the instances (our Storage SCP runs in-process
-        for the moves unless *listen* is False).
+        The TMS (DIMSE or DICOMweb); its cache receives the instances (for DIMSE our Storage SCP
+        runs in-process for the moves).
     plan_uid
         RT Plan SOP Instance UID; *study_instance_uid*/*series_instance_uid* are sent when given.
     reference_uids
@@ -95,7 +97,7 @@ def load_patient(
     LoadFailed
         Echo failed, or an instance could not be found or retrieved; names the instance.
     """
-    loader = _Loader(client, listen=listen, progress=progress)
+    loader = _Loader(client, progress=progress)
     loader.echo()
     plan_path = loader.get("plan", "RT Plan", [plan_uid], study_instance_uid, series_instance_uid)[0]
     plan = _read(plan_path, RTPlan.from_dataset, "RT Plan")
@@ -135,9 +137,8 @@ def _read(path: Path, reader: Callable[..., object], what: str) -> object:
 class _Loader:
     """Cache-first retrieval with progress (LOAD-3)."""
 
-    def __init__(self, client: DicomClient, *, listen: bool, progress: ProgressCallback | None) -> None:
+    def __init__(self, client: TmsClient, *, progress: ProgressCallback | None) -> None:
         self.client = client
-        self.listen = listen
         self.progress = progress
         self.from_cache = 0
         self.retrieved = 0
@@ -151,25 +152,27 @@ class _Loader:
         try:
             self.client.echo()
         except NetworkError as exc:
-            raise LoadFailed(f"TMS {self.client.remote} did not answer C-ECHO, load aborted: {exc}") from None
+            raise LoadFailed(f"TMS {self.client.remote} did not answer {self.client.echo_name}, load aborted: "
+                             f"{exc}") from None
         self._notify("echo", 1, 1, str(self.client.remote))
 
     def locate(self, uid: str, step: str, study: str | None) -> tuple[str | None, str | None]:
-        """Study/Series of *uid*: from the cache, else by C-FIND (raises when not found)."""
+        """Study/Series of *uid*: from the cache, else by C-FIND / QIDO-RS (raises when not found)."""
         cached = self.client.cache.get(uid)
         if cached is not None:
             return cached.study_instance_uid or study, cached.series_instance_uid or None
         try:
-            found = self.client.find(uid, study_instance_uid=study)
+            found = self.client.locate(uid, study_instance_uid=study)
         except NetworkError as exc:
-            raise LoadFailed(f"C-FIND of {step} {uid} at {self.client.remote} failed: {exc}") from None
+            what = "C-FIND" if self.client.protocol == "DIMSE" else "QIDO-RS search"
+            raise LoadFailed(f"{what} of {step} {uid} at {self.client.remote} failed: {exc}") from None
         if not found.found:
             raise LoadFailed(f"{step} {uid} not found at {self.client.remote}: {found.message or 'no match'}")
         m = found.matches[0]
         return m.study_instance_uid or study, m.series_instance_uid or None
 
     def get(self, step: str, what: str, uids: Sequence[str], study: str | None, series: str | None) -> list[Path]:
-        """Paths of *uids* in the cache, moving the missing ones; raises naming the first failure."""
+        """Paths of *uids* in the cache, retrieving the missing ones; raises naming the first failure."""
         uids = list(dict.fromkeys(uids))
         paths: dict[str, Path] = {}
         missing = []
@@ -187,8 +190,7 @@ class _Loader:
             def cb(done: int, total: int, result: object) -> None:
                 self._notify(step, done0 + done, len(uids), getattr(result, "sop_instance_uid", ""))
 
-            report = self.client.move(missing, study_instance_uid=study, series_instance_uid=series,
-                                      listen=self.listen, progress=cb)
+            report = self.client.retrieve(missing, study_instance_uid=study, series_instance_uid=series, progress=cb)
             for r in report.results:
                 if r.path:
                     paths[r.sop_instance_uid] = Path(r.path)
