@@ -34,6 +34,25 @@ DEFAULT_AE_TITLE = "StreamService"
 DEFAULT_PORT = 58051
 DEFAULT_PRIVATE_CREATOR = "Varian Medical Systems VISION"
 
+# Limits of the node's acceptors (``openigrt listen``, the Storage SCP of ``openigrt move``,
+# ``openigrt archive serve``) against broken and hostile peers; all in ``[network]``.
+#: Largest A-ASSOCIATE-RQ read (it arrives before any AE title check), bytes.
+DEFAULT_MAX_ASSOCIATE_RQ = 65536
+#: Largest P-DATA-TF PDU read while ``max_pdu_receive`` is 0 (unlimited, the SPEC default), bytes.
+DEFAULT_MAX_PDU_RECEIVE_CAP = 256 * 1024 * 1024
+#: Largest DIMSE message (command + data set) reassembled from P-DATA fragments, bytes.
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
+#: Associations served at the same time (beyond: A-ASSOCIATE-RJ transient, local limit exceeded).
+DEFAULT_MAX_ACCEPTED_ASSOCIATIONS = 16
+#: Associations served at the same time for one peer address.
+DEFAULT_MAX_ASSOCIATIONS_PER_ADDRESS = 8
+#: Connections still negotiating (no A-ASSOCIATE-RQ answered yet); beyond, the oldest is dropped.
+DEFAULT_MAX_PENDING_CONNECTIONS = 32
+#: Connections still negotiating from one peer address; beyond, that address's oldest is dropped.
+DEFAULT_MAX_PENDING_PER_ADDRESS = 8
+#: Longest an accepted association may last, s.
+DEFAULT_MAX_ASSOCIATION_DURATION = 3600.0
+
 _AET_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: 16 chars, no backslash
 
 
@@ -134,6 +153,14 @@ class NetworkSettings:
     max_associations: int = 1
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
+    max_associate_rq: int = DEFAULT_MAX_ASSOCIATE_RQ
+    max_pdu_receive_cap: int = DEFAULT_MAX_PDU_RECEIVE_CAP
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_accepted_associations: int = DEFAULT_MAX_ACCEPTED_ASSOCIATIONS
+    max_associations_per_address: int = DEFAULT_MAX_ASSOCIATIONS_PER_ADDRESS
+    max_pending_connections: int = DEFAULT_MAX_PENDING_CONNECTIONS
+    max_pending_per_address: int = DEFAULT_MAX_PENDING_PER_ADDRESS
+    max_association_duration: float = DEFAULT_MAX_ASSOCIATION_DURATION
 
 
 @dataclass(frozen=True)
@@ -247,6 +274,20 @@ def _pdu(key: str, value: Any) -> int:
     v = _as_int(key, value)
     if v != 0 and not 4096 <= v <= 2**32 - 1:
         raise ConfigError(key, f"must be 0 (unlimited) or 4096..4294967295 bytes, got {v}")
+    return v
+
+
+def _byte_limit(key: str, value: Any) -> int:
+    v = _as_int(key, value)
+    if v < 4096:
+        raise ConfigError(key, f"must be at least 4096 bytes, got {v}")
+    return v
+
+
+def _pdu_limit(key: str, value: Any) -> int:
+    v = _byte_limit(key, value)
+    if v > 2**32 - 1:
+        raise ConfigError(key, f"must fit a PDU length (at most 4294967295 bytes), got {v}")
     return v
 
 
@@ -367,14 +408,32 @@ SCHEMA: tuple[Key, ...] = (
     Key("local.bind_address", _host, "0.0.0.0", "address the SCP listens on"),
     Key("network.max_pdu_receive", _pdu, 0, "max PDU receive size in bytes, 0 = unlimited"),
     Key("network.max_pdu_send", _pdu, 32768, "max PDU send size in bytes (upper bound; peer's limit applies)"),
-    Key("network.acse_timeout", _positive_float, 300.0, "association request/release timeout, s"),
+    Key("network.acse_timeout", _positive_float, 300.0,
+        "association request/release timeout, s (SCP: from the TCP accept to the whole A-ASSOCIATE-RQ)"),
     Key("network.dimse_timeout", _positive_float, 300.0, "DIMSE response timeout, s"),
-    Key("network.network_timeout", _positive_float, 300.0, "idle network timeout, s"),
+    Key("network.network_timeout", _positive_float, 300.0,
+        "idle network timeout, s (SCP: for each whole PDU, from when it is awaited)"),
     Key("network.connect_timeout", _positive_float, 30.0, "TCP connect timeout, s"),
     Key("network.max_associations", _positive_int, 1, "max simultaneously initiated associations"),
     Key("network.implementation_class_uid", _uid, IMPLEMENTATION_CLASS_UID, "our Implementation Class UID"),
     Key("network.implementation_version_name", _version_name, IMPLEMENTATION_VERSION_NAME,
         "our Implementation Version Name"),
+    Key("network.max_associate_rq", _pdu_limit, DEFAULT_MAX_ASSOCIATE_RQ,
+        "SCP: largest A-ASSOCIATE-RQ read (before any AE title check), bytes; larger: A-ABORT"),
+    Key("network.max_pdu_receive_cap", _pdu_limit, DEFAULT_MAX_PDU_RECEIVE_CAP,
+        "SCP: largest P-DATA-TF PDU read while max_pdu_receive is 0 (unlimited), bytes; larger: A-ABORT"),
+    Key("network.max_message_size", _byte_limit, DEFAULT_MAX_MESSAGE_SIZE,
+        "SCP: largest DIMSE message (command + data set) reassembled, bytes; larger: A-ABORT"),
+    Key("network.max_accepted_associations", _positive_int, DEFAULT_MAX_ACCEPTED_ASSOCIATIONS,
+        "SCP: associations served at once; beyond: A-ASSOCIATE-RJ 2/3/2 (local limit exceeded)"),
+    Key("network.max_associations_per_address", _positive_int, DEFAULT_MAX_ASSOCIATIONS_PER_ADDRESS,
+        "SCP: associations served at once for one peer address; beyond: A-ASSOCIATE-RJ 2/3/2"),
+    Key("network.max_pending_connections", _positive_int, DEFAULT_MAX_PENDING_CONNECTIONS,
+        "SCP: connections not yet associated; a new one beyond this drops the oldest"),
+    Key("network.max_pending_per_address", _positive_int, DEFAULT_MAX_PENDING_PER_ADDRESS,
+        "SCP: connections not yet associated from one address; beyond: that address's oldest is dropped"),
+    Key("network.max_association_duration", _positive_float, DEFAULT_MAX_ASSOCIATION_DURATION,
+        "SCP: longest an accepted association may last, s"),
     Key("storage.ihe_ro_2008", _bool, False, "format Spatial Registrations along IHE-RO 2008"),
     Key("storage.store_registrations", _bool, True, "store Spatial Registrations to the TMS"),
     Key("storage.store_markers", _bool, True, "store marker data (structure sets, RT Images with curves)"),

@@ -16,6 +16,7 @@ IMPLEMENTATION_VERSION_NAME = "OPENIGRT_010"
 DEFAULT_UID_ROOT = "2.25"
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_UID_SHAPE_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def is_valid_uid(value: str) -> bool:
@@ -26,7 +27,20 @@ def is_valid_uid(value: str) -> bool:
     >>> is_valid_uid("1.2.03")
     False
     """
-    return 0 < len(value) <= 64 and bool(_UID_RE.match(value))
+    return 0 < len(value) <= 64 and _UID_RE.fullmatch(value) is not None
+
+
+def is_uid_like(value: str) -> bool:
+    """Return True when *value* has the shape of a UID: digits and dots, 1-64 characters, no empty component.
+
+    Lenient where PS3.5 9.1 is strict in a way that cannot harm (a leading zero in a component,
+    which some vendors write), strict where a value could name another file or directory (``..``,
+    ``.``, empty components, slashes, any other character).
+
+    >>> is_uid_like("1.2.03"), is_uid_like(".."), is_uid_like("1..2"), is_uid_like("1.2."), is_uid_like("")
+    (True, False, False, False, False)
+    """
+    return 0 < len(value) <= 64 and _UID_SHAPE_RE.fullmatch(value) is not None
 
 
 def new_uid(root: str = DEFAULT_UID_ROOT) -> str:

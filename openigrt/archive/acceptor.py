@@ -16,40 +16,36 @@ rule). It serves C-ECHO and C-STORE; the archive reuses it unchanged for those a
   (asynchronous operations are not negotiated), answered with A-ABORT.
 
 Relies on these attributes of ``net.acceptor._Association``: ``_dispatch``, ``send``,
-``read_pdu``, ``sock``, ``contexts``, ``calling``, ``address``, ``peer_max_pdu``, ``cfg``; the
-archive tests exercise each.
+``read_pdu``, ``sock``, ``contexts``, ``calling``, ``address``, ``peer_max_pdu``; the archive
+tests exercise each. Connection limits, deadlines and the hostile-peer checks (issue 9) are
+``net.acceptor``'s and apply unchanged: the archive only adds the Q/R commands.
 """
 
 from __future__ import annotations
 
 import logging
 import select
-import socket
-import socketserver
 import struct
-import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from openigrt.archive.model import FIND_MODELS, MOVE_MODELS
 from openigrt.archive.scp import Counts, QRRequest
 from openigrt.archive.sender import element, encode_p_data, text_value
-from openigrt.net.acceptor import (
-    A_ABORT,
+from openigrt.net.acceptor import AcceptorConfig, AcceptorServer, _Association
+from openigrt.net.command import (
+    COMMAND_FIELD,
+    MESSAGE_ID,
+    MESSAGE_ID_BEING_RESPONDED_TO,
+    MOVE_DESTINATION,
     NO_DATASET,
-    P_DATA_TF,
-    AcceptedContext,
-    AcceptorConfig,
-    AcceptorServer,
-    ProtocolError,
-    _Association,
     command_text,
     command_us,
     parse_command,
 )
-from openigrt.net.ae import set_tcp_nodelay
+from openigrt.net.connections import Connection, ConnectionTable
 from openigrt.net.header import check_structure
-from openigrt.net.status import FIND_UNABLE_TO_PROCESS, MOVE_UNABLE_TO_PROCESS
+from openigrt.net.pdu import A_ABORT, P_DATA_TF, AcceptedContext, ProtocolError
+from openigrt.net.status import FIND_UNABLE_TO_PROCESS, MOVE_UNABLE_TO_PROCESS, SCP_SOP_CLASS_NOT_SUPPORTED
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
@@ -62,8 +58,6 @@ C_MOVE_RQ: Final = 0x0021
 C_CANCEL_RQ: Final = 0x0FFF
 #: Command Data Set Type when a data set follows (any value but 0x0101).
 _DATASET_PRESENT: Final = 0x0001
-#: Status for a Q/R request on a context of another SOP class (PS3.7 C.5.5).
-_SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
 _IMPLICIT: Final = "1.2.840.10008.1.2"
 
 
@@ -127,27 +121,24 @@ class Responder:
 class ArchiveAssociation(_Association):
     """One accepted association of the archive (runs in its own thread)."""
 
-    def __init__(self, sock: socket.socket, address: str, config: AcceptorConfig, active_count: Callable[[], int],
-                 services: Any) -> None:
-        super().__init__(sock, address, config, active_count)
+    def __init__(self, conn: Connection, config: AcceptorConfig, table: ConnectionTable, services: Any) -> None:
+        super().__init__(conn, config, table)
         self.services = services
 
     def _dispatch(self, ctx_id: int, cmd: dict[int, bytes], dataset: bytes) -> None:
-        field = command_us(cmd, 0x00000100)
+        field = command_us(cmd, COMMAND_FIELD)
         if field == C_CANCEL_RQ:
             return  # for an operation that has already ended (PS3.7 9.3.2.3): no response
         if field not in (C_FIND_RQ, C_MOVE_RQ):
             super()._dispatch(ctx_id, cmd, dataset)  # C-ECHO, C-STORE, or "unrecognised operation"
             return
-        context = self.contexts.get(ctx_id)
-        if context is None:
-            raise ProtocolError(f"message on presentation context {ctx_id}, which was not accepted")
-        msg_id = command_us(cmd, 0x00000110, 0)
+        context = self.contexts[ctx_id]  # PDVs on other contexts were refused by net.acceptor
+        msg_id = command_us(cmd, MESSAGE_ID, 0)
         sop_class = command_text(cmd, 0x00000002) or context.abstract_syntax
         responder = Responder(self, context, command_field=field | 0x8000, message_id=msg_id, sop_class_uid=sop_class)
         models = FIND_MODELS if field == C_FIND_RQ else MOVE_MODELS
         if context.abstract_syntax not in models or sop_class != context.abstract_syntax:
-            responder.send(_SOP_CLASS_NOT_SUPPORTED, comment=f"{sop_class} is not served on this context")
+            responder.send(SCP_SOP_CLASS_NOT_SUPPORTED, comment=f"{sop_class} is not served on this context"[:64])
             return
         try:
             identifier = _decode(dataset, context.transfer_syntax)
@@ -157,7 +148,8 @@ class ArchiveAssociation(_Association):
             code = FIND_UNABLE_TO_PROCESS if field == C_FIND_RQ else MOVE_UNABLE_TO_PROCESS
             responder.send(code, comment=f"undecodable identifier: {exc}"[:64])
             return
-        request = QRRequest(sop_class, msg_id, identifier, command_text(cmd, 0x00000600), self.calling, self.address)
+        request = QRRequest(sop_class, msg_id, identifier, command_text(cmd, MOVE_DESTINATION), self.calling,
+                            self.address)
         if field == C_FIND_RQ:
             self.services.find(responder, request)
         else:
@@ -178,10 +170,10 @@ class ArchiveAssociation(_Association):
             if _command_fragments(body, command):
                 break
         cmd = parse_command(bytes(command))
-        if command_us(cmd, 0x00000100) != C_CANCEL_RQ:
+        if command_us(cmd, COMMAND_FIELD) != C_CANCEL_RQ:
             raise ProtocolError("a new request arrived while an operation was running "
                                "(asynchronous operations were not negotiated)")
-        return command_us(cmd, 0x00000120) == message_id
+        return command_us(cmd, MESSAGE_ID_BEING_RESPONDED_TO) == message_id
 
 
 def _command_fragments(body: bytes | bytearray, command: bytearray) -> bool:
@@ -213,23 +205,12 @@ def _decode(data: bytes, transfer_syntax: str) -> Dataset:
     return ds
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    server: ArchiveServer
-
-    def handle(self) -> None:
-        sock: socket.socket = self.request
-        set_tcp_nodelay(sock)
-        threading.current_thread().name = f"archive-assoc-{self.client_address[0]}:{self.client_address[1]}"
-        assoc = ArchiveAssociation(sock, str(self.client_address[0]), self.server.config, self.server.active_count,
-                                   self.server.services)
-        with self.server.track(sock):
-            assoc.serve()
-
-
 class ArchiveServer(AcceptorServer):
     """``net.acceptor.AcceptorServer`` serving :class:`ArchiveAssociation` connections."""
 
     def __init__(self, address: tuple[str, int], config: AcceptorConfig, services: Any) -> None:
         self.services = services
         super().__init__(address, config)
-        self.RequestHandlerClass = _Handler
+
+    def make_association(self, conn: Connection) -> ArchiveAssociation:
+        return ArchiveAssociation(conn, self.config, self.table, self.services)

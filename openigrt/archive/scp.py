@@ -132,6 +132,11 @@ def supported_contexts() -> dict[str, tuple[str, ...]]:
     return table
 
 
+def storage_classes(supported: dict[str, tuple[str, ...]]) -> frozenset[str]:
+    """The storage SOP classes among *supported* (a C-STORE on any other context is answered 0x0122)."""
+    return frozenset(supported) - {"1.2.840.10008.1.1", *FIND_MODELS, *MOVE_MODELS}
+
+
 def move_contexts(located: Sequence[Located]) -> tuple[list[tuple[str, tuple[str, ...]]], set[tuple[str, str]]]:
     """Contexts ``(SOP class, syntaxes)`` to propose for a C-MOVE's sub-operations, and the
     (class, syntax) pairs left out (beyond 128 contexts).

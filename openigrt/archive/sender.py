@@ -32,7 +32,8 @@ from typing import Any, Final
 
 from openigrt.config import NetworkSettings, RemoteAE
 from openigrt.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DimseTimeout, NetworkError
-from openigrt.net.acceptor import ProtocolError, command_us, parse_command
+from openigrt.net.command import command_us, parse_command
+from openigrt.net.pdu import ProtocolError
 from openigrt.net.ae import describe_reject, set_tcp_nodelay
 
 LOG = logging.getLogger("openigrt.archive")

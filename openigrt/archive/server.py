@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from openigrt.archive.destinations import DESTINATIONS_FILE, MoveDestinations
 from openigrt.archive.model import Model
 from openigrt.archive.query import Operation, build_identifier, parse_identifier
-from openigrt.archive.scp import ArchiveServices, MoveSCP, iter_find_matches, supported_contexts
+from openigrt.archive.scp import ArchiveServices, MoveSCP, iter_find_matches, storage_classes, supported_contexts
 from openigrt.archive.store import ArchiveStore, Identity, ImportReport, ImportResult
 from openigrt.config import RemoteAE, Settings
 from openigrt.errors import NetworkError
@@ -33,8 +33,6 @@ LOG = logging.getLogger("openigrt.archive")
 DEFAULT_ARCHIVE_AE_TITLE: Final = "OPENIGRT_ARCHIVE"
 #: How often the server loop checks for shutdown, s.
 _POLL_INTERVAL: Final = 0.2
-#: Associations the archive accepts at the same time.
-_MAX_ACCEPTED: Final = 32
 
 
 class EmbeddedArchive:
@@ -100,16 +98,18 @@ class EmbeddedArchive:
             return self
         from openigrt.archive.acceptor import ArchiveServer
         from openigrt.net.acceptor import AcceptorConfig
+        from openigrt.net.connections import AcceptorLimits
 
         self.store.reconcile()
         net = self.settings.network
         mover = MoveSCP(store=self.store, destinations=self.destinations, ae_title=self.ae_title, settings=self.settings)
         services = ArchiveServices(self.store, mover, self.ae_title)
+        supported = supported_contexts()
         config = AcceptorConfig(
-            ae_title=self.ae_title, supported=supported_contexts(), check_access=self._check_access,
-            on_store=services.on_store, implementation_class_uid=net.implementation_class_uid,
-            implementation_version_name=net.implementation_version_name, max_pdu_receive=net.max_pdu_receive,
-            acse_timeout=net.acse_timeout, network_timeout=net.network_timeout, max_associations=_MAX_ACCEPTED)
+            ae_title=self.ae_title, supported=supported, storage_classes=storage_classes(supported),
+            check_access=self._check_access, on_store=services.on_store,
+            implementation_class_uid=net.implementation_class_uid,
+            implementation_version_name=net.implementation_version_name, limits=AcceptorLimits.from_network(net))
         try:
             server = ArchiveServer((self.bind_address, self._requested_port), config, services)
         except OSError as exc:

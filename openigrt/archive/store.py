@@ -238,6 +238,9 @@ class ArchiveStore:
                                 implementation_version_name=self.identity.implementation_version_name)
         relative = self.relative_path(sop_uid)
         target = self.absolute(relative)
+        objects = str(self.directory / OBJECTS_DIR)
+        if os.path.commonpath([objects, os.path.normpath(target)]) != objects:  # pragma: no cover - UIDs checked
+            raise DicomInputError(f"SOP Instance UID {sop_uid!r} would name a file outside {objects}")
         ensure_dir(target.parent)
         size = atomic_write(target, [meta, dataset_bytes])
         record = _record(header, values, syntax=transfer_syntax_uid, relative=relative, offset=len(meta), size=size)

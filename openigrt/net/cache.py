@@ -14,7 +14,8 @@ Guarantees
   :meth:`InstanceCache.remove_stale_temp_files` (called when the cache is opened).
 * **Index after file.** :meth:`InstanceCache.store` returns only after the file is durable and
   its index row is committed, so a caller (the Storage SCP) may then answer success. The index
-  runs in WAL mode; it is safe across threads (one connection per thread) and processes (SQLite
+  runs in WAL mode; it is safe across threads (one connection per cache object, under a lock:
+  the descriptors held do not grow with the associations served) and processes (SQLite
   locking, busy timeout), and survives restarts and process crashes. It uses
   ``synchronous=NORMAL`` (no fsync per commit: measured 1-4 ms per instance here): a commit can
   only be lost by an OS crash or power loss, and then the file it described is still durable
@@ -47,6 +48,7 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from openigrt.errors import CacheError, DicomInputError, UnsupportedObjectError
 from openigrt.net.header import InstanceHeader, inspect, is_implicit_syntax, read_header, split_part10
-from openigrt.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
+from openigrt.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_uid_like, is_valid_uid
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
@@ -65,7 +67,6 @@ INDEX_NAME = "index.sqlite3"
 INSTANCES_DIR = "instances"
 _SCHEMA_VERSION = 1
 _TMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
-_UID_DIR_RE = re.compile(r"[^0-9.]")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -239,9 +240,26 @@ class CachedInstance:
 _COLUMNS = [f.name for f in fields(CachedInstance)]
 
 
-def _uid_dir(uid: str) -> str:
-    clean = _UID_DIR_RE.sub("_", uid.strip())[:64]
-    return clean or "unknown"
+#: Directory of instances without a Study / Series Instance UID.
+UNKNOWN_UID_DIR = "unknown"
+
+
+def _uid_dir(uid: str, what: str) -> str:
+    """The file or directory name for a UID; only UID-shaped values ever name a path.
+
+    >>> _uid_dir("1.2.3", "Study Instance UID"), _uid_dir("", "Study Instance UID")
+    ('1.2.3', 'unknown')
+    >>> _uid_dir("..", "Study Instance UID")
+    Traceback (most recent call last):
+    ...
+    openigrt.errors.DicomInputError: Study Instance UID '..' is not a valid UID
+    """
+    uid = uid.strip()
+    if not uid:
+        return UNKNOWN_UID_DIR
+    if not is_uid_like(uid):
+        raise DicomInputError(f"{what} {uid[:70]!r} is not a valid UID")
+    return uid
 
 
 # --------------------------------------------------------------------------- the cache
@@ -268,9 +286,8 @@ class InstanceCache:
         self.index_path = self.root / INDEX_NAME
         self.implementation_class_uid = implementation_class_uid
         self.implementation_version_name = implementation_version_name
-        self._local = threading.local()
-        self._all_conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._db_conn: sqlite3.Connection | None = None
+        self._db_lock = threading.RLock()
         try:
             ensure_dir(self.instances_dir)
             self._init_schema()
@@ -285,39 +302,40 @@ class InstanceCache:
                    implementation_version_name=settings.network.implementation_version_name)
 
     # ----------------------------------------------------------------- sqlite plumbing
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.index_path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._conns_lock:
-                self._all_conns.append(conn)
-        return conn
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """The index connection, held under a lock: **one** per cache object, whatever the number of
+        threads (an SCP serving months of associations, each in its own thread, keeps 3 descriptors:
+        the database, its WAL and its shared-memory file). Reopened after :meth:`close`."""
+        with self._db_lock:
+            if self._db_conn is None:
+                conn = sqlite3.connect(self.index_path, timeout=30.0, check_same_thread=False)
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                self._db_conn = conn
+            yield self._db_conn
 
     def _init_schema(self) -> None:
-        conn = self._conn()
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            LOG.warning("cache index %s is not in WAL mode (%s)", self.index_path, mode)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise CacheError(f"cache index {self.index_path} has schema {version}, expected {_SCHEMA_VERSION}")
-        with conn:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        with self._db() as conn:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                LOG.warning("cache index %s is not in WAL mode (%s)", self.index_path, mode)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, _SCHEMA_VERSION):
+                raise CacheError(f"cache index {self.index_path} has schema {version}, expected {_SCHEMA_VERSION}")
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def close(self) -> None:
-        """Close every index connection opened by this object."""
-        with self._conns_lock:
-            for conn in self._all_conns:
+        """Close the index connection (a later call reopens it)."""
+        with self._db_lock:
+            conn, self._db_conn = self._db_conn, None
+            if conn is not None:
                 try:
                     conn.close()
                 except sqlite3.Error:  # pragma: no cover
                     pass
-            self._all_conns.clear()
-        self._local = threading.local()
 
     def __enter__(self) -> InstanceCache:
         return self
@@ -327,9 +345,16 @@ class InstanceCache:
 
     # ----------------------------------------------------------------- writing
     def path_for(self, header: InstanceHeader) -> Path:
-        """Final path of an instance in the cache."""
-        return (self.instances_dir / _uid_dir(header.study_instance_uid) / _uid_dir(header.series_instance_uid)
-                / f"{_uid_dir(header.sop_instance_uid)}.dcm")
+        """Final path of an instance in the cache (always inside ``instances/``).
+
+        Raises DicomInputError when a UID is not UID-shaped (e.g. ``..``).
+        """
+        path = (self.instances_dir / _uid_dir(header.study_instance_uid, "Study Instance UID")
+                / _uid_dir(header.series_instance_uid, "Series Instance UID")
+                / f"{_uid_dir(header.sop_instance_uid, 'SOP Instance UID')}.dcm")
+        if os.path.commonpath([self.instances_dir, os.path.normpath(path)]) != str(self.instances_dir):
+            raise DicomInputError(f"instance {header.sop_instance_uid!r} would be written outside the cache")  # pragma: no cover
+        return path
 
     def store(self, dataset: bytes | memoryview, *, transfer_syntax_uid: str, header: InstanceHeader | None = None,
               source_ae_title: str = "", checked: bool = False) -> CachedInstance:
@@ -388,8 +413,7 @@ class InstanceCache:
         values = row.as_dict()
         values["path"] = str(row.path.relative_to(self.root))
         try:
-            conn = self._conn()
-            with conn:
+            with self._db() as conn, conn:
                 old = conn.execute("SELECT path FROM instances WHERE sop_instance_uid=?",
                                    (row.sop_instance_uid,)).fetchone()
                 conn.execute(
@@ -451,8 +475,8 @@ class InstanceCache:
     # ----------------------------------------------------------------- reading
     def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[CachedInstance]:
         try:
-            cur = self._conn().execute(f"SELECT {', '.join(_COLUMNS)} FROM instances {sql}", tuple(args))
-            rows = cur.fetchall()
+            with self._db() as conn:
+                rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM instances {sql}", tuple(args)).fetchall()
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read the cache index {self.index_path}: {exc}") from None
         out = []
@@ -480,7 +504,8 @@ class InstanceCache:
 
     def __len__(self) -> int:
         try:
-            return int(self._conn().execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+            with self._db() as conn:
+                return int(conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
         except sqlite3.Error as exc:
             raise CacheError(f"cannot read the cache index {self.index_path}: {exc}") from None
 
@@ -494,7 +519,7 @@ class InstanceCache:
         if row is None:
             return False
         try:
-            with self._conn() as conn:
+            with self._db() as conn, conn:
                 conn.execute("DELETE FROM instances WHERE sop_instance_uid=?", (sop_instance_uid,))
         except sqlite3.Error as exc:
             raise CacheError(f"cannot update the cache index {self.index_path}: {exc}") from None
@@ -530,7 +555,7 @@ class InstanceCache:
         gone = [r for r in rows if not r.path.exists()]
         for r in gone:
             try:
-                with self._conn() as conn:
+                with self._db() as conn, conn:
                     conn.execute("DELETE FROM instances WHERE sop_instance_uid=? AND path=?",
                                  (r.sop_instance_uid, str(r.path.relative_to(self.root))))
             except sqlite3.Error as exc:

@@ -39,9 +39,13 @@ status    when
 ========  ==============================================================================
 0000      stored durably and indexed
 A700      the cache cannot be written (disk full, read-only, index error)
-A900      SOP Class UID of the data set (or of the command) differs from the context's
+A900      SOP Class UID of the data set (or of the command) differs from the context's;
+          or a Study / Series Instance UID that is not a UID (it would name a cache
+          directory: ``..``, empty components, other characters, more than 64 characters)
 0117      SOP Instance UID missing or invalid, or differs from the command's Affected
           SOP Instance UID (we refuse rather than guess which one is right)
+0122      the C-STORE came on a context that is not a storage class we accept (e.g.
+          Verification): answered by the acceptor, the handler is not called
 C000      empty, truncated or undecodable data set
 ========  ==============================================================================
 
@@ -65,13 +69,11 @@ from openigrt.errors import CacheError, ConnectionFailed, DicomInputError
 from openigrt.net import sop, status
 from openigrt.net.acceptor import AcceptorConfig, AcceptorServer, StoreRequest
 from openigrt.net.cache import CachedInstance, InstanceCache
+from openigrt.net.connections import AcceptorLimits
 from openigrt.net.header import InstanceHeader, inspect
-from openigrt.uids import is_valid_uid
+from openigrt.uids import is_uid_like, is_valid_uid
 
 LOG = logging.getLogger("openigrt.net.scp")
-
-#: Max simultaneous *accepted* associations (beyond: A-ASSOCIATE-RJ transient, local limit exceeded).
-MAX_ACCEPTED_ASSOCIATIONS = 16
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,9 @@ def check_store(req: StoreRequest) -> tuple[int, str, InstanceHeader | None]:
         return status.SCP_INVALID_OBJECT_INSTANCE, "SOP Instance UID missing or invalid", None
     if header.sop_instance_uid != req.affected_sop_instance_uid:
         return status.SCP_INVALID_OBJECT_INSTANCE, "SOP Instance UID differs from Affected SOP Instance UID", None
+    for name, value in (("Study", header.study_instance_uid), ("Series", header.series_instance_uid)):
+        if value and not is_uid_like(value):  # it names a cache directory: never "..", "/", ...
+            return status.SCP_DATASET_MISMATCH, f"{name} Instance UID {value[:24]!r} is not a valid UID", None
     return status.SCP_SUCCESS, "", header
 
 
@@ -220,7 +225,8 @@ class StorageSCP:
     port, bind_address, ae_title
         Overrides of the settings (``port=0`` binds an ephemeral port; see :attr:`port`).
     max_associations
-        Simultaneous associations accepted; beyond, A-ASSOCIATE-RJ 2/3/2 (local limit exceeded).
+        Simultaneous associations accepted (default ``network.max_accepted_associations``); beyond,
+        A-ASSOCIATE-RJ 2/3/2 (local limit exceeded). The other limits come from ``settings.network``.
     reconcile
         Reconcile the cache index with its files at start (crash recovery; walks the whole cache).
         ``openigrt listen`` does; a short-lived SCP inside one process's retrieve need not.
@@ -229,7 +235,7 @@ class StorageSCP:
     def __init__(self, settings: Settings, cache: InstanceCache | None = None, *,
                  on_received: Callable[[ReceivedInstance], None] | None = None, port: int | None = None,
                  bind_address: str | None = None, ae_title: str | None = None,
-                 max_associations: int = MAX_ACCEPTED_ASSOCIATIONS, reconcile: bool = True) -> None:
+                 max_associations: int | None = None, reconcile: bool = True) -> None:
         self.settings = settings
         self.cache = cache if cache is not None else InstanceCache.from_settings(settings)
         self.on_received = on_received
@@ -271,12 +277,11 @@ class StorageSCP:
                 return self
             net = self.settings.network
             config = AcceptorConfig(
-                ae_title=self.ae_title, supported=self.supported(), check_access=self.policy.check,
-                on_store=lambda req: handle_store(req, self.cache, self.on_received),
+                ae_title=self.ae_title, supported=self.supported(), storage_classes=frozenset(sop.SCP_STORAGE_CLASSES),
+                check_access=self.policy.check, on_store=lambda req: handle_store(req, self.cache, self.on_received),
                 implementation_class_uid=net.implementation_class_uid,
                 implementation_version_name=net.implementation_version_name,
-                max_pdu_receive=net.max_pdu_receive, acse_timeout=net.acse_timeout,
-                network_timeout=net.network_timeout, max_associations=self.max_associations,
+                limits=AcceptorLimits.from_network(net, max_associations=self.max_associations),
             )
             if self.reconcile:
                 self.cache.reconcile()

@@ -121,6 +121,11 @@ SCP_INVALID_OBJECT_INSTANCE: Final = 0x0117
 SCP_DATASET_MISMATCH: Final = 0xA900
 #: Empty, truncated or otherwise undecodable data set.
 SCP_CANNOT_UNDERSTAND: Final = 0xC000
+#: PS3.7 C.5.x: a request on a context whose SOP class does not serve it (e.g. a C-STORE on the
+#: Verification context, a C-FIND on a storage context).
+SCP_SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
+#: PS3.7 C.5.x: a DIMSE command the SCP does not implement.
+SCP_UNRECOGNISED_OPERATION: Final = 0x0211
 
 # --------------------------------------------------------------------------- Q/R SCP answers (ARCHIVE-1)
 #: PS3.4 C.4.1.1.4: C-FIND responses of the embedded archive.

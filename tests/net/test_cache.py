@@ -125,7 +125,7 @@ def test_reconcile_restores_lost_rows_and_drops_stale_ones(tmp_path: Path) -> No
     cache = InstanceCache(tmp_path / "c")
     a = cache.store(encode(make_instance(CT, seed=1)), transfer_syntax_uid="1.2.840.10008.1.2")
     b = cache.store(encode(make_instance(CT, seed=2)), transfer_syntax_uid="1.2.840.10008.1.2")
-    with cache._conn() as conn:  # simulate a commit lost to a power failure
+    with cache._db() as conn, conn:  # simulate a commit lost to a power failure
         conn.execute("DELETE FROM instances WHERE sop_instance_uid=?", (a.sop_instance_uid,))
     b.path.unlink()  # and a file deleted behind our back
     assert cache.reconcile() == (1, 1)
@@ -139,7 +139,8 @@ def test_index_survives_reopen(tmp_path: Path) -> None:
         row = cache.store(encode(make_instance(CT)), transfer_syntax_uid="1.2.840.10008.1.2", source_ae_title="TMS")
     with InstanceCache(tmp_path / "c") as cache2:
         assert cache2.get(row.sop_instance_uid) == row and row.source_ae_title == "TMS"
-        assert cache2._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        with cache2._db() as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_threads_store_concurrently(tmp_path: Path) -> None:
