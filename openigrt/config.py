@@ -175,7 +175,9 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class PlanTolerances:
-    """Tolerances of the plan precondition checks (SPEC §3), in mm and degrees."""
+    """Tolerances of the plan precondition checks (SPEC §3) and, ``correction_*``, the couch
+    correction per IEC table-top axis above which the review marks a match out of tolerance
+    (MATCH-6/7), in mm and degrees."""
 
     couch_translation_mm: float = 2.0
     isocenter_mm: float = 1.0
@@ -184,6 +186,22 @@ class PlanTolerances:
     contour_planarity_mm: float = 1e-6
     ct_xy_mm: float = 0.1
     slice_spacing_uniformity_mm: float = 0.01
+    correction_vrt_mm: float = 5.0
+    correction_lng_mm: float = 5.0
+    correction_lat_mm: float = 5.0
+    correction_rtn_deg: float = 3.0
+    correction_pitch_deg: float = 3.0
+    correction_roll_deg: float = 3.0
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """The review workstation in the browser (``openigrt review``, ``--decision web``)."""
+
+    bind_address: str = "127.0.0.1"
+    port: int = 0
+    allow_remote: bool = False
+    decision_timeout_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     tolerances: PlanTolerances = field(default_factory=PlanTolerances)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
     cache_dir: Path = Path("~/.cache/openigrt").expanduser()
     uid_root: str = DEFAULT_UID_ROOT
     private_creator: str = DEFAULT_PRIVATE_CREATOR
@@ -446,6 +465,17 @@ SCHEMA: tuple[Key, ...] = (
     Key("tolerances.ct_xy_mm", _non_negative_float, 0.1, "PLAN-9 CT slice x/y agreement, mm"),
     Key("tolerances.slice_spacing_uniformity_mm", _non_negative_float, 0.01,
         "PLAN-9 z spacing treated as uniform within, mm"),
+    *(Key(f"tolerances.correction_{axis}", _non_negative_float, default,
+          f"review: couch correction {axis.split('_')[0]} beyond this is marked out of tolerance, "
+          f"{'mm' if axis.endswith('mm') else 'deg'}")
+      for axis, default in (("vrt_mm", 5.0), ("lng_mm", 5.0), ("lat_mm", 5.0), ("rtn_deg", 3.0),
+                            ("pitch_deg", 3.0), ("roll_deg", 3.0))),
+    Key("review.bind_address", _host, "127.0.0.1",
+        "address the review web page listens on (a non-loopback one needs review.allow_remote)"),
+    Key("review.port", _check_port, 0, "port of the review web page, 0 = any free port"),
+    Key("review.allow_remote", _bool, False, "allow binding the review web page to a non-loopback address"),
+    Key("review.decision_timeout_s", _positive_float, 3600.0,
+        "--decision web: how long the session waits for every match to be decided in the browser, s"),
     Key("paths.cache_dir", _path, "~/.cache/openigrt", "cache of received instances and session state"),
     Key("dicom.uid_root", _uid_root, DEFAULT_UID_ROOT, "root of new UIDs (2.25 = UUID-derived)"),
     Key("dicom.private_creator", _text, DEFAULT_PRIVATE_CREATOR,
@@ -659,6 +689,7 @@ def load_settings(path: Path | str | None = None, overrides: Mapping[str, Any] |
         network=NetworkSettings(**section("network")),
         storage=StorageSettings(**section("storage")),
         tolerances=PlanTolerances(**section("tolerances")),
+        review=ReviewSettings(**section("review")),
         cache_dir=values["paths.cache_dir"],
         uid_root=dicom["uid_root"],
         private_creator=dicom["private_creator"],

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "plan": BASE | {"geometry", "iod"},
     "archive": BASE | {"net", "iod"},
     "workflow": BASE | {"geometry", "iod", "net", "match", "sim", "plan", "archive"},
-    "cli": BASE | {"geometry", "iod", "net", "match", "sim", "plan", "archive", "workflow"},
+    "cli": BASE | {"geometry", "iod", "net", "match", "sim", "plan", "archive", "workflow", "web"},
     "web": BASE | {"workflow"},
 }
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich import box
 from rich.table import Table
 
 from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, common_options, console_err, console_out, print_json
@@ -66,28 +67,40 @@ def _cells(c: dict[str, float] | None, skip: tuple[str, ...] | list[str], keys: 
 
 
 def _summary_table(rows: list[dict[str, Any]]) -> Table:
-    """Per match: the couch correction, the ground truth (virtual imager) and their difference."""
-    t = Table(title="Couch correction (IEC table top: mm, °)", title_justify="left")
+    """Per match: the couch correction, the ground truth (virtual imager) and their difference.
+
+    Fits an 80-column terminal without cutting any cell: the first column stacks the match type,
+    the decision and whether it was stored on the three lines of the match; no outer border.
+    """
+    t = Table(title="Couch correction (IEC table top: mm, °)", title_justify="left", show_edge=False,
+              box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("match", no_wrap=True)
-    t.add_column("")
+    t.add_column("", no_wrap=True)
     for k in _KEYS:
-        t.add_column(k.split("_")[0], justify="right")
+        t.add_column(k.split("_")[0], justify="right", no_wrap=True)
     for r in rows:
         skip = r.get("couch_axes_not_seen", ())
         keys = tuple(k for k in _KEYS if (r["couch"] or {}).get(k) is not None) or _KEYS[:3]
         shown = [k if k in keys else None for k in _KEYS]
-        status = r["decision"] + (" + stored" if r["stored"] else "")
+        adjusted = bool(r.get("adjustment"))
 
         def line(c: dict[str, float] | None) -> list[str]:
             return [cell if k else "" for k, cell in zip(shown, _cells(c, skip, _KEYS))]
 
-        t.add_row(r["match"], "correction", *line(r["couch"]))
+        first = ["correction", "adjusted"][adjusted]
+        t.add_row(r["match"], first, *line(r["couch"]))
+        second = [r["decision"], "stored" if r["stored"] else "not stored"]
         if r["truth"]:
-            diff = {k: r["couch"][k] - r["truth"][k] for k in keys if r["couch"] and k in r["truth"]}
-            t.add_row(status, "truth", *line(r["truth"]))
-            t.add_row("", "difference", *line(diff), end_section=True)
+            auto = r.get("automatic_couch") or r["couch"]
+            diff = {k: auto[k] - r["truth"][k] for k in keys if auto and k in auto and k in r["truth"]}
+            if adjusted:
+                t.add_row(second[0], "automatic", *line(auto))
+                second = [second[1], ""]
+            t.add_row(second[0], "truth", *line(r["truth"]))
+            t.add_row(second[1], "difference", *line(diff), end_section=True)
         else:
-            t.add_row(status, "", *[""] * 6, end_section=True)
+            t.add_row(second[0], "", *[""] * 6)
+            t.add_row(second[1], "", *[""] * 6, end_section=True)
     return t
 
 
@@ -102,18 +115,22 @@ def _fmt_couch(c: dict[str, float] | None) -> str:
               show_default=True, help="Match type(s) to run (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Phantom and setup-error seed.")
 @click.option("--small", is_flag=True, help="Small phantom (fast; for tests).")
+@click.option("--decision", type=click.Choice(["accept", "ask", "web"]), default="accept", show_default=True,
+              help="What to do with each proposed match (web = review workstation in the browser, see "
+              "`openigrt review`; ask = terminal prompt).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @common_options
 def demo_command(*, settings: Settings, workdir: Path | None, match: tuple[str, ...], seed: int, small: bool,
-                 as_json: bool) -> int:
+                 decision: str, as_json: bool) -> int:
     """A whole fraction on the built-in phantom against an embedded archive on loopback."""
     from openigrt.workflow.demo import run_demo
 
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="openigrt-demo-"))
+    workdir = (workdir or Path(tempfile.mkdtemp(prefix="openigrt-demo-"))).resolve()
     console_err().print(f"[bold]OpenIGRT demo[/bold] in {workdir} (seed {seed})")
     with _progress() as progress:
+        decide = _decider(decision, None, session_dir=workdir / "session", settings=settings, progress=progress)
         result = run_demo(settings=settings, workdir=workdir, match_types=_match_types(match), seed=seed, small=small,
-                          on_event=_ProgressSink(progress))
+                          on_event=_ProgressSink(progress), decide=decide)
     if as_json:
         print_json({"ok": result.ok, "workdir": str(result.workdir), "matches": result.rows,
                     "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]})
@@ -127,25 +144,37 @@ def demo_command(*, settings: Settings, workdir: Path | None, match: tuple[str, 
     return EXIT_OK if result.ok else EXIT_FAILURE
 
 
-def _decider(mode: str, adjust: tuple[float, float, float] | None) -> Any:
+def _decider(mode: str, adjust: tuple[float, float, float] | None, *, session_dir: Path, settings: Settings,
+             progress: Progress) -> Any:
     from openigrt.workflow.fraction import Decision
+
+    if mode == "web":
+        from openigrt.web.server import web_decider
+
+        def announce(url: str) -> None:
+            progress.console.print(f"review the matches in a browser on this machine: {url}", highlight=False,
+                                   markup=False, soft_wrap=True)
+            progress.console.print(f"waiting up to {settings.review.decision_timeout_s:.0f} s for every decision "
+                                   "(Ctrl-C leaves the session resumable)", highlight=False, markup=False)
+
+        return web_decider(session_dir, settings, announce=announce)
 
     def decide(outcome: Any, record: Any) -> Decision:
         if mode == "reject":
-            return Decision("rejected")
+            return Decision("rejected", decided_by="command line (--decision reject)")
         if mode == "accept":
-            return Decision("accepted", adjust)
+            return Decision("accepted", adjust, decided_by="command line (--decision accept)")
         out = console_out()
         out.print(f"\n[bold]{record.match_type} match[/bold]: couch correction {_fmt_couch(outcome.couch())}")
         out.print(f"review picture: {record.review_png}")
         while True:
             answer = click.prompt("accept (a), reject (r) or adjust (LAT,LNG,VRT mm)", default="a").strip().lower()
             if answer in ("a", "accept"):
-                return Decision("accepted")
+                return Decision("accepted", decided_by="terminal prompt")
             if answer in ("r", "reject"):
-                return Decision("rejected")
+                return Decision("rejected", decided_by="terminal prompt")
             try:
-                return Decision("accepted", _parse_adjust(answer))
+                return Decision("accepted", _parse_adjust(answer), decided_by="terminal prompt")
             except click.BadParameter as exc:
                 out.print(f"[red]{exc.message}[/red]")
 
@@ -168,8 +197,9 @@ def _decider(mode: str, adjust: tuple[float, float, float] | None) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True, help="Virtual imager seed.")
 @click.option("--receive-timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for received images.")
-@click.option("--decision", type=click.Choice(["accept", "reject", "ask"]), default="ask", show_default=True,
-              help="What to do with each proposed match (ask = interactive prompt).")
+@click.option("--decision", type=click.Choice(["accept", "reject", "ask", "web"]), default="ask", show_default=True,
+              help="What to do with each proposed match (ask = terminal prompt; web = review workstation in the "
+              "browser: prints its URL and waits until every match is decided there).")
 @click.option("--adjust", default=None, metavar="LAT,LNG,VRT",
               help="With --decision accept: add this table-top correction (mm) before storing.")
 @click.option("--stop-after", type=click.Choice(["load", "validate", "acquire", "match"]), default=None,
@@ -194,8 +224,10 @@ def session_command(*, settings: Settings, plan_uid: str, study_uid: str | None,
                               series_instance_uid=series_uid, receive_timeout_s=receive_timeout,
                               stop_after=stop_after, store=not no_store)
     with open_tms(settings) as client, _progress() as progress:
+        decide = _decider(decision, adjustment, session_dir=Path(workdir).resolve(), settings=settings,
+                          progress=progress)
         fraction = Fraction(settings=settings, client=client, workdir=workdir, plan_uid=plan_uid, options=options,
-                            on_event=_ProgressSink(progress), decide=_decider(decision, adjustment))
+                            on_event=_ProgressSink(progress), decide=decide)
         state = fraction.run()
     rows = match_summary(state)
     if as_json:

@@ -22,9 +22,10 @@ from openigrt.archive.server import EmbeddedArchive
 from openigrt.config import LocalSettings, RemoteAE, Settings
 from openigrt.errors import OpenIGRTError
 from openigrt.net.client import DicomClient
-from openigrt.workflow.fraction import Fraction, FractionEvent, FractionOptions, match_summary
+from openigrt.workflow.fraction import Decision, Fraction, FractionEvent, FractionOptions, match_summary
+from openigrt.workflow.matching import MatchOutcome
 from openigrt.workflow.phantom import write_phantom_patient
-from openigrt.workflow.state import SessionState
+from openigrt.workflow.state import MatchRecord, SessionState
 
 #: Largest acceptable difference between a couch correction and the ground truth, per match type
 #: (translation in mm, rotation in degrees): the maximum-error targets of the matching benchmark.
@@ -62,10 +63,13 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def accuracy_checks(rows: list[dict[str, Any]]) -> list[Check]:
-    """Compare each accepted match's couch correction with the ground truth (virtual imager)."""
+    """Compare each match's automatic couch correction with the ground truth (virtual imager).
+
+    A reviewer's adjustment is the reviewer's, not the algorithm's: the automatic result is checked.
+    """
     checks = []
     for row in rows:
-        couch, truth, m = row["couch"], row["truth"], row["match"]
+        couch, truth, m = row.get("automatic_couch") or row["couch"], row["truth"], row["match"]
         if not couch or not truth:
             checks.append(Check(f"{m} accuracy", False, "no couch correction or no ground truth"))
             continue
@@ -85,8 +89,12 @@ def accuracy_checks(rows: list[dict[str, Any]]) -> list[Check]:
 
 
 def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...], seed: int = 0, small: bool = False,
-             on_event: Callable[[FractionEvent], None] | None = None) -> DemoResult:
-    """Run the demo in *workdir* (created; re-running resumes the same session)."""
+             on_event: Callable[[FractionEvent], None] | None = None,
+             decide: Callable[[MatchOutcome, MatchRecord], Decision] | None = None) -> DemoResult:
+    """Run the demo in *workdir* (created; re-running resumes the same session).
+
+    *decide* is the fraction's decision callback (default: accept every match as proposed).
+    """
     say = on_event or (lambda e: None)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +119,7 @@ def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...],
         archive.add_destination(RemoteAE(node.local.ae_title, LOOPBACK, port))
         client = DicomClient(node)
         fraction = Fraction(settings=node, client=client, workdir=workdir / "session", plan_uid=plan_uid,
-                            options=FractionOptions(match_types=match_types, seed=seed), on_event=say)
+                            options=FractionOptions(match_types=match_types, seed=seed), on_event=say, decide=decide)
         state = fraction.run()
         checks = _arrival_checks(client, state, say)
     rows = match_summary(state)

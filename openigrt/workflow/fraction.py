@@ -90,10 +90,17 @@ class FractionEvent:
 
 @dataclass(frozen=True)
 class Decision:
-    """The user's decision on a proposed match (MATCH-7)."""
+    """The user's decision on a proposed match (MATCH-7).
+
+    ``recorded`` means the decider has already written the decision (and any adjusted objects)
+    into the session state itself, as the browser review does (:mod:`openigrt.workflow.review_decide`):
+    the fraction then re-reads the state instead of recording anything.
+    """
 
     decision: str = ACCEPTED
     adjustment_mm: tuple[float, float, float] | None = None  # (lat, lng, vrt) table-top mm added
+    decided_by: str | None = None
+    recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -382,33 +389,45 @@ class Fraction:
     def _acq(self, kind: str) -> Acquisition:
         return self.state.acquisition(kind)
 
-    def _run_match(self, match_type: str) -> MatchOutcome:
-        from openigrt.iod.rt_plan import RTPlan
-
+    def _match_inputs(self, match_type: str) -> dict[str, Any]:
+        """The files a match uses (recorded in its MatchRecord, so the review can show them)."""
         loaded = self.load()
-        plan: RTPlan = loaded.plan
-        acq = self._acq(ACQUISITION_OF[match_type])
-        files = [Path(p) for p in acq.files]
+        ct = [str(p) for p in loaded.ct_paths]
+        ss = str(loaded.structure_set_path) if loaded.structure_set_path else None
+        files = [Path(p) for p in self._acq(ACQUISITION_OF[match_type]).files]
         if match_type == "3d3d":
-            return run_3d3d(reference_ct=list(loaded.ct_paths), verification=files, plan=plan)
+            return {"reference": ct, "acquired": [str(p) for p in files], "ct": ct, "structure_set": ss}
         rt_images = [p for p in files if p.name.upper().startswith(("RI", "RTIMAGE"))] or files
-        by_beam = self._references_by_beam()
         acquired_by_beam = {int(read_file(p, stop_before_pixels=True).dataset.get("ReferencedBeamNumber", 0)): p
                             for p in rt_images}
         evaluation = self.evaluations.get(match_type)
         used = evaluation.used_beams if evaluation is not None else ()
         beams = [b for b in used if b in acquired_by_beam] or sorted(acquired_by_beam)
+        beams = beams[:1] if match_type == "2d" else beams[:2]
+        acquired = [str(acquired_by_beam[b]) for b in beams]
         if match_type == "marker":
-            return run_marker(ct=list(loaded.ct_paths), acquired=[acquired_by_beam[b] for b in beams[:2]],
-                              structure_set=loaded.structure_set_path, plan=plan)
+            return {"reference": [], "acquired": acquired, "ct": ct, "structure_set": ss}
+        by_beam = self._references_by_beam()
         missing = [b for b in beams if b not in by_beam]
         if missing:
             raise FractionFailed(f"{match_type}: no reference image for beam(s) {missing}")
+        return {"reference": [str(by_beam[b]) for b in beams], "acquired": acquired, "ct": ct, "structure_set": ss}
+
+    def _run_match(self, match_type: str) -> MatchOutcome:
+        plan = self.load().plan
+        inputs = self._match_inputs(match_type)
+
+        def paths(key: str) -> list[Path]:
+            return [Path(p) for p in inputs[key]]
+
+        ss = Path(inputs["structure_set"]) if inputs["structure_set"] else None
+        if match_type == "3d3d":
+            return run_3d3d(reference_ct=paths("ct"), verification=paths("acquired"), plan=plan)
+        if match_type == "marker":
+            return run_marker(ct=paths("ct"), acquired=paths("acquired"), structure_set=ss, plan=plan)
         if match_type == "2d":
-            b = beams[0]
-            return run_2d(reference=by_beam[b], acquired=acquired_by_beam[b], plan=plan)
-        return run_2d2d(references=[by_beam[b] for b in beams[:2]], acquired=[acquired_by_beam[b] for b in beams[:2]],
-                        ct=list(loaded.ct_paths), plan=plan)
+            return run_2d(reference=paths("reference")[0], acquired=paths("acquired")[0], plan=plan)
+        return run_2d2d(references=paths("reference"), acquired=paths("acquired"), ct=paths("ct"), plan=plan)
 
     def _references_by_beam(self) -> dict[int, Path]:
         out = {}
@@ -433,7 +452,8 @@ class Fraction:
             if m == "2d":
                 outcome = replace(outcome, extra={**outcome.extra, "couch_axes_not_seen": _axes_along_beam(outcome)})
             self.live.outcomes[m] = outcome
-            record = MatchRecord(m, m, ACQUISITION_OF[m], json.loads(json.dumps(outcome.report(), default=float)))
+            record = MatchRecord(m, m, ACQUISITION_OF[m], json.loads(json.dumps(outcome.report(), default=float)),
+                                 inputs=self._match_inputs(m))
             record = replace(record, review_png=str(self._review(outcome)))
             # the match and the objects it created are recorded in one atomic save
             self._save(self._with_created_for(self.state.with_match(record), outcome))
@@ -480,19 +500,29 @@ class Fraction:
                  if r.review_png]
         if pages:
             write_html(pages, self.workdir / "review" / "index.html", title=f"OpenIGRT review — plan {self.state.plan_uid}")
-        for record in self.state.matches:
+        for match_id in [r.match_id for r in self.state.matches]:
+            record = self.state.match(match_id)
             if record.decision != PROPOSED:
                 continue
             outcome = self.live.outcomes.get(record.match_id) or self._rerun(record)
             decision = self.decide(outcome, record)
+            if decision.recorded:  # the decider (browser review) wrote the state itself
+                self.state = self.store.load()
+                if self.state.match(match_id).decision == PROPOSED:
+                    raise FractionFailed(f"the {match_id} match was not decided; the session stays open (run again)")
+                continue
             if decision.decision not in (ACCEPTED, REJECTED):
                 raise WorkflowError(f"decision must be accepted or rejected, got {decision.decision!r}")
+            state = self.state
             if decision.adjustment_mm is not None and decision.decision == ACCEPTED:
                 outcome = outcome.adjusted(*decision.adjustment_mm)
                 self.live.outcomes[record.match_id] = outcome
-                record = replace(record, result=json.loads(json.dumps(outcome.report(), default=float)))
-                self._save(self._with_created_for(self.state.with_match(record), outcome))
-            self._save(self.state.with_decision(record.match_id, decision.decision, decision.adjustment_mm))
+                record = replace(record, result={**json.loads(json.dumps(outcome.report(), default=float)),
+                                                 "automatic_couch": record.result.get("couch")})
+                state = self._with_created_for(state.with_match(record), outcome)
+            # the decision and the objects of an adjusted match are recorded in one atomic save
+            self._save(state.with_decision(record.match_id, decision.decision, decision.adjustment_mm,
+                                           decided_by=decision.decided_by))
             self._say("review", f"{record.match_id} match {decision.decision}"
                       + (f" with adjustment {decision.adjustment_mm} mm" if decision.adjustment_mm else ""))
 
@@ -564,6 +594,9 @@ def match_summary(state: SessionState) -> list[dict[str, Any]]:
         truth = expected_correction(state, r.match_type)
         rows.append({"match": r.match_type, "decision": r.decision, "couch": r.result.get("couch"),
                      "truth": truth, "stored": r.match_id in stored, "review_png": r.review_png,
+                     "automatic_couch": r.result.get("automatic_couch") or r.result.get("couch"),
+                     "adjustment": r.result.get("adjustment") or r.result.get("adjustment_mm"),
+                     "decided_by": r.decided_by, "decided_at": r.decided_at,
                      "metric": r.result.get("metric"), "elapsed_s": r.result.get("elapsed_s"),
                      "couch_axes_not_seen": r.result.get("couch_axes_not_seen", [])})
     return rows

@@ -14,9 +14,12 @@ Step order::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 from openigrt.errors import WorkflowError
 
 STATE_FILE = "session.json"
+LOCK_FILE = "session.lock"
 STATE_VERSION = 1
 
 #: Review decisions of a match (MATCH-7).
@@ -72,6 +76,9 @@ class MatchRecord:
     adjustment_mm: tuple[float, float, float] | None = None  # (lat, lng, vrt) added by the user
     review_png: str | None = None
     decided_at: str | None = None
+    adjustment_deg: tuple[float, float, float] | None = None  # (rtn, pitch, roll) added by the user (6 DoF)
+    decided_by: str | None = None  # who decided: "cli", "script", or "browser at <calling host>"
+    inputs: dict[str, Any] | None = None  # files the match used: reference, acquired, ct, structure_set
 
 
 @dataclass(frozen=True)
@@ -145,11 +152,13 @@ class SessionState:
         return replace(self, matches=others + (record,))
 
     def with_decision(
-        self, match_id: str, decision: str, adjustment_mm: tuple[float, float, float] | None = None
+        self, match_id: str, decision: str, adjustment_mm: tuple[float, float, float] | None = None, *,
+        adjustment_deg: tuple[float, float, float] | None = None, decided_by: str | None = None,
     ) -> SessionState:
         if decision not in DECISIONS:
             raise WorkflowError(f"decision must be one of {DECISIONS}, got {decision!r}")
-        rec = replace(self.match(match_id), decision=decision, adjustment_mm=adjustment_mm, decided_at=_now())
+        rec = replace(self.match(match_id), decision=decision, adjustment_mm=adjustment_mm,
+                      adjustment_deg=adjustment_deg, decided_by=decided_by, decided_at=_now())
         return self.with_match(rec)
 
     def with_created(self, obj: CreatedObject) -> SessionState:
@@ -216,6 +225,22 @@ class SessionStore:
 
     def exists(self) -> bool:
         return self.path.is_file()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock of the session (``session.lock``, flock) across threads and processes.
+
+        Hold it around read-check-write sequences that must not interleave, e.g. recording a
+        decision taken in a browser while another browser decides the same match.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def load(self) -> SessionState:
         try:
