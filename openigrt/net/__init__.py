@@ -28,6 +28,11 @@ Public API (what the workflow, the CLI and the archive use)
 
 A client is thread-safe and limits the associations it initiates to ``network.max_associations``.
 
+**The TMS over DIMSE or DICOMweb** — ``with open_tms(settings) as tms`` (:mod:`openigrt.net.tms`):
+``tms.echo()``, ``tms.locate(uid, ...)`` (FindResult), ``tms.retrieve(uids, ...)`` (MoveReport),
+``tms.store(items)`` (StoreReport); ``DicomClient`` or
+:class:`openigrt.net.dicomweb.client.DicomWebClient` (``[remote] protocol = "dicomweb"``).
+
 **Receiving** — :class:`openigrt.net.scp.StorageSCP` (context manager, background thread)::
 
     from openigrt.net.scp import StorageSCP, ReceivedInstance
@@ -65,5 +70,8 @@ Modules
 ``net.header``         structure walk and index header of an encoded data set (no full decode)
 ``net.cache``          durable cache: atomic write + SQLite (WAL) index
 ``net.media``          file import / export (NET-12)
+``net.tms``            :class:`~openigrt.net.tms.TmsClient`, the protocol-neutral TMS the workflow uses,
+                       and ``open_tms(settings)`` (DIMSE or DICOMweb)
+``net.dicomweb``       DICOMweb TMS client: QIDO-RS, WADO-RS, STOW-RS over httpx (its own table)
 =====================  =====================================================================
 """

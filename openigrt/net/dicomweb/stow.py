@@ -80,8 +80,12 @@ class _Item:
     def read(self) -> bytes:
         if self.data is not None:
             return self.data
-        assert self.path is not None
-        data = self.path.read_bytes()
+        if self.path is None:  # pragma: no cover - prepare() sets one of them
+            raise DicomInputError(f"{self.source}: nothing to send")
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise DicomInputError(f"{self.source}: cannot read: {exc.strerror or exc}") from None
         if len(data) != self.size:
             raise DicomInputError(f"{self.source}: changed while it was being sent")
         return data
