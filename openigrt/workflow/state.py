@@ -184,6 +184,8 @@ class SessionState:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> SessionState:
+        if not isinstance(doc, dict):
+            raise WorkflowError(f"session state is damaged: expected a JSON object, got {type(doc).__name__}")
         if doc.get("version") != STATE_VERSION:
             raise WorkflowError(f"session state version {doc.get('version')!r} is not {STATE_VERSION}")
         try:
@@ -200,7 +202,7 @@ class SessionState:
                 created=tuple(_build(CreatedObject, c) for c in doc["created"]),
                 closed=bool(doc["closed"]),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise WorkflowError(f"session state is damaged: {exc}") from None
 
 

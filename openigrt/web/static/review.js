@@ -271,7 +271,7 @@ class MatchPanel {
     for (const r of this.desc.correction) {
       const unit = AXES.find((a) => a[0] === r.axis)[2];
       const input = el("input", { type: "number", step: r.axis.endsWith("_mm") ? "0.1" : "0.05", id: `input-${this.id}-${r.axis}`,
-        onchange: (e) => this.typed(r.axis, Number(e.target.value)) });
+        onchange: (e) => { if (e.target.value.trim() !== "") this.typed(r.axis, Number(e.target.value)); } });
       const cells = {
         auto: el("td", { id: `auto-${this.id}-${r.axis}` }), adj: el("td", { id: `adj-${this.id}-${r.axis}` }),
         value: el("td", { class: "value", id: `corr-${this.id}-${r.axis}` }), input,
