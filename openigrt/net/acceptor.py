@@ -101,7 +101,7 @@ LOG = logging.getLogger("openigrt.net.acceptor")
 CLOSE_WAIT_S: Final = 5.0
 #: PDU bodies up to this size are read into one buffer of their length; larger ones grow
 #: (doubling) as their bytes arrive, so a length claim alone allocates nothing.
-READ_CHUNK_BYTES: Final = 4 * 1024 * 1024
+READ_CHUNK_BYTES: Final = 1024 * 1024
 #: Largest PDU other than A-ASSOCIATE-RQ and P-DATA-TF (A-RELEASE and A-ABORT bodies are 4 bytes).
 MAX_CONTROL_PDU_BYTES: Final = 1024
 #: A socket timeout is re-armed when this much time passed since it was set (bounds the overshoot), s.
@@ -185,6 +185,7 @@ class _Association:
         self._end = conn.accepted_at + self.limits.acse_timeout  # end of the current phase
         self._end_why = f"no complete A-ASSOCIATE-RQ within the ACSE timeout ({self.limits.acse_timeout:g} s)"
         self._armed = (0.0, 0.0)  # (deadline, when the socket timeout was set for it)
+        self._pdu_deadline = 0.0
 
     # ----------------------------------------------------------------- I/O
     def _arm(self, deadline: float, why: str) -> None:
@@ -236,8 +237,13 @@ class _Association:
         return self.limits.p_data_limit if pdu_type == P_DATA_TF else MAX_CONTROL_PDU_BYTES
 
     def read_pdu(self) -> tuple[int, bytearray]:
-        """Read the next PDU of the association: within ``network_timeout`` and the association's end."""
-        pdu_deadline = time.monotonic() + self.limits.network_timeout
+        """Read the next PDU of the association: within ``network_timeout`` (less at most
+        :data:`TIMEOUT_SLACK_S`, so the socket timeout is not re-armed for every PDU of a busy
+        association) and the association's end."""
+        now = time.monotonic()
+        if self._pdu_deadline - now < self.limits.network_timeout - TIMEOUT_SLACK_S:
+            self._pdu_deadline = now + self.limits.network_timeout
+        pdu_deadline = self._pdu_deadline
         if pdu_deadline < self._end:
             why = f"no complete PDU within the network timeout ({self.limits.network_timeout:g} s)"
             return self._read(pdu_deadline, why, self._dimse_limit)

@@ -102,20 +102,22 @@ def _spawn(workdir: Path, name: str, argv: Sequence[str], nofile: int | None) ->
     return proc, log_path
 
 
-def start_target(kind: str, workdir: Path, *, settings: Sequence[str] = (), nofile: int | None = None) -> Target:
+def start_target(kind: str, workdir: Path, *, settings: Sequence[str] = (), nofile: int | None = None,
+                 root: Path | None = None) -> Target:
     """``openigrt listen`` (allowing FUZZSCU@127.0.0.1) or ``openigrt archive serve`` as a subprocess.
 
-    *settings* are ``section.key=value`` overrides (``--set``); *nofile* an ``ulimit -n``.
+    *settings* are ``section.key=value`` overrides (``--set``); *nofile* an ``ulimit -n``; *root*
+    the cache / archive directory (default ``workdir/cache`` or ``workdir/archive``).
     """
     port = free_port()
     sets = [a for s in settings for a in ("--set", s)]
     if kind == "listen":
-        root = workdir / "cache"
+        root = root or workdir / "cache"
         argv = openigrt_argv("listen", "--ae-title", "OPENIGRT", "--port", str(port), "--cache", str(root),
                              "--allow", f"{CALLING}@127.0.0.1", "--set", "local.bind_address=127.0.0.1", "-v", *sets)
         ae = "OPENIGRT"
     elif kind == "archive":
-        root = workdir / "archive"
+        root = root or workdir / "archive"
         argv = openigrt_argv("archive", "serve", "--dir", str(root), "--ae-title", "ARCHIVE", "--port", str(port),
                              *sets)
         ae = "ARCHIVE"
