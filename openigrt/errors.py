@@ -12,6 +12,7 @@ line (never a traceback).
     ├── DicomInputError             unreadable/invalid DICOM input (names file/tag)
     │   ├── MissingAttributeError   a required attribute is absent or empty
     │   └── UnsupportedObjectError  SOP class / transfer syntax we do not handle
+    ├── ImageInputError             unreadable/unusable non-DICOM image (NIfTI, MHA; names the file)
     ├── XmlInterfaceError           malformed or out-of-limits extended-interface XML
     ├── BuildError                  an IOD builder was given an invalid value (names attribute)
     ├── NetworkError                could not talk to a peer (names the peer)
@@ -59,6 +60,10 @@ class MissingAttributeError(DicomInputError):
 
 class UnsupportedObjectError(DicomInputError):
     """The object's SOP class or transfer syntax is not one we handle."""
+
+
+class ImageInputError(OpenIGRTError):
+    """A non-DICOM image file (NIfTI, MetaImage, ...) cannot be used; the message names the file."""
 
 
 class XmlInterfaceError(OpenIGRTError):

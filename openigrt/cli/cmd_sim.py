@@ -26,27 +26,45 @@ _SHIFT_HELP = (
 @click.command("phantom")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (DICOM files under OUT/dicom, ground truth in OUT/phantom.json).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the phantom's texture.")
-@click.option("--small", is_flag=True, help="Coarse 160x160x40 grid (3 x 3 x 5 mm) for fast tests.")
+@click.option("--patient", type=click.Choice(["synthetic", "abdomen", "liver"]), default="synthetic",
+              show_default=True, help="Built-in patient: the synthetic phantom, the real abdomen/pelvis CT shipped "
+                                      "with OpenIGRT, or the real liver CT of the source tree's tests/data.")
+@click.option("--from-ct", "from_ct", type=click.Path(exists=True, path_type=Path), default=None,
+              metavar="DIR|FILE", help="Build the virtual patient from this CT instead: a DICOM series (directory or "
+                                       "files) or a NIfTI / MetaImage / NRRD file (HU).")
+@click.option("--position", "position", type=click.Choice(["HFS", "HFP", "FFS", "FFP", "HFDL", "HFDR", "FFDL", "FFDR"]),
+              default="HFS", show_default=True, help="Patient Position of the plan (the couch goes below the body).")
+@click.option("--site", type=click.Choice(["auto", "pelvis", "liver", "abdomen"]), default="auto", show_default=True,
+              help="Real anatomy: where the target goes (auto: pelvis when a bladder is found, else liver, else "
+                   "the deepest soft tissue).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the phantom's texture / the markers.")
+@click.option("--small", is_flag=True, help="Synthetic phantom only: coarse 160x160x40 grid (3 x 3 x 5 mm) for fast tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print phantom.json on stdout.")
 @common_options
-def phantom_command(*, settings: Settings, out: Path, seed: int, small: bool, as_json: bool) -> int:
-    """Write the phantom patient: planning CT, structure set, RT Plan, reference DRRs (SIM-1)."""
-    from openigrt.workflow.phantom import write_phantom_patient
+def phantom_command(*, settings: Settings, out: Path, patient: str, from_ct: Path | None, position: str, site: str,
+                    seed: int, small: bool, as_json: bool) -> int:
+    """Write a virtual patient: planning CT, structure set, RT Plan, reference DRRs (SIM-1)."""
+    from openigrt.workflow.phantom import write_patient
 
+    if small and (from_ct is not None or patient != "synthetic"):
+        raise click.UsageError("--small applies to the synthetic phantom only")
     err = console_err()
-    with err.status("building the phantom…") as status:
-        result = write_phantom_patient(out, settings=settings, seed=seed, small=small,
-                                       progress=lambda msg: status.update(msg))
+    with err.status("building the virtual patient…") as status:
+        result = write_patient(out, settings=settings, patient=patient, from_ct=from_ct, patient_position=position,
+                               site=site, seed=seed, small=small, progress=lambda msg: status.update(msg))
     if as_json:
         print_json(result.truth)
         return EXIT_OK
     t = result.truth
     con = console_out()
-    con.print(f"phantom patient {t['patient_id']} written to {out} ({len(t['files'])} DICOM files + phantom.json)")
-    con.print(f"  planning CT: {t['grid']['shape_zyx'][0]} slices, isocenter {_xyz(t['isocenter_mm'])} mm (HFS)")
+    con.print(f"virtual patient {t['patient_id']} written to {out} ({len(t['files'])} DICOM files + phantom.json)")
+    con.print(f"  planning CT: {t['grid']['shape_zyx'][0]} slices, isocenter {_xyz(t['isocenter_mm'])} mm "
+              f"({t['patient_position']}), target site {t['site']}")
+    con.print(f"  reference mark {_xyz(t['reference_mark_mm'])} mm; couch offset (vrt, lng, lat) "
+              + _xyz([t["setup_displacement_mm"][k] for k in ("vertical", "longitudinal", "lateral")]) + " mm")
     for f in t["fiducials"]:
         con.print(f"  {f['name']}: {_xyz(f['center_mm'])} mm")
+    con.print("  structures: " + ", ".join(s["name"] for s in t["structures"]))
     con.print("  beams: " + ", ".join(f"{b['beam_number']} {b['name']}" for b in t["beams"]))
     con.print(f"  check it: openigrt validate {out / 'dicom'} --match 2d2d")
     return EXIT_OK

@@ -299,6 +299,10 @@ class PatientSetup:
     setup_technique: str | None
     motion_synchronization: MotionSynchronization | None
     where: str = field(default="", compare=False)
+    #: Table Top Vertical / Longitudinal / Lateral Setup Displacement (300A,01D2/01D4/01D6), mm: the
+    #: table-top motion from the setup position (lasers on the reference marks) to the treatment
+    #: position; None when absent.
+    setup_displacement_mm: tuple[float | None, float | None, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -442,8 +446,12 @@ def _patient_setups(r: AttributeReader) -> tuple[PatientSetup, ...]:
         motion = None if sync is None else MotionSynchronization(
             coerce(RespiratoryMotionCompensationTechniqueValues, sync.opt_str("RespiratoryMotionCompensationTechnique")),
             coerce(RespiratorySignalSourceValues, sync.opt_str("RespiratorySignalSource")))
+        displacement = tuple(item.opt_float(k) for k in ("TableTopVerticalSetupDisplacement",
+                                                         "TableTopLongitudinalSetupDisplacement",
+                                                         "TableTopLateralSetupDisplacement"))
         out.append(PatientSetup(item.opt_int("PatientSetupNumber"), item.opt_str("PatientPosition"),
-                                item.opt_str("SetupTechnique"), motion, item.where))
+                                item.opt_str("SetupTechnique"), motion, item.where,
+                                displacement if any(v is not None for v in displacement) else None))
     return tuple(out)
 
 

@@ -39,7 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from openigrt.geometry.volume import Volume
 
-__all__ = ["PhantomParams", "Phantom", "Ellipsoid", "Fiducial", "make_phantom", "HU"]
+__all__ = ["PhantomParams", "Phantom", "Ellipsoid", "Fiducial", "make_phantom", "paint_fiducials", "HU"]
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def _paint_bones(hu: NDArray[np.float32], xx: NDArray, yy: NDArray, z: float, h:
         _bone(hu, xx, yy, z, h, (sx * 88.0, 8.0, -60.0), (22.0, 22.0, 24.0), 3.0)  # femoral heads
 
 
-def _paint_fiducials(hu: NDArray[np.float32], volume: Volume, fiducials: tuple[Fiducial, ...],
+def paint_fiducials(hu: NDArray[np.float32], volume: Volume, fiducials: tuple[Fiducial, ...],
                      marker_hu: float) -> None:
     """Supersampled (5³ per voxel) cylinders of gold, averaged into the voxels they touch."""
     n_sub = 5
@@ -383,7 +383,7 @@ def make_phantom(params: PhantomParams | None = None) -> Phantom:
                  axis=tuple(float(v) for v in np.asarray(o[3:6]) / np.linalg.norm(o[3:6])),  # type: ignore[arg-type]
                  length_mm=float(o[6]))
         for i, o in enumerate(p.fiducial_offsets))
-    _paint_fiducials(hu, volume_f, fiducials, p.marker_hu)
+    paint_fiducials(hu, volume_f, fiducials, p.marker_hu)
     ct = np.clip(np.rint(hu), HU.ct_min, HU.ct_max).astype(np.int16)
     return Phantom(
         volume=volume_f.with_array(ct),

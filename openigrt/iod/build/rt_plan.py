@@ -136,6 +136,10 @@ class PlanSetup:
     table_top_lateral_position_mm: float = 0.0
     setup_technique: SetupTechniqueValues | str = SetupTechniqueValues.ISOCENTRIC
     gated: bool = False
+    #: (vertical, longitudinal, lateral) Table Top Setup Displacement (300A,01D2/01D4/01D6), mm: the
+    #: table-top motion from the setup position (lasers on the reference marks) to the treatment
+    #: position.
+    setup_displacement_mm: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "isocenter_position_mm", check_vector("IsocenterPosition", self.isocenter_position_mm, 3))
@@ -145,6 +149,9 @@ class PlanSetup:
                          ("table_top_longitudinal_position_mm", "TableTopLongitudinalPosition"),
                          ("table_top_lateral_position_mm", "TableTopLateralPosition")):
             object.__setattr__(self, name, check_number(kw, getattr(self, name)))
+        if self.setup_displacement_mm is not None:
+            object.__setattr__(self, "setup_displacement_mm",
+                               check_vector("TableTopVerticalSetupDisplacement", self.setup_displacement_mm, 3))
 
 
 def build_rt_plan(
@@ -232,6 +239,11 @@ def _patient_setup(setup: PlanSetup) -> Dataset:
     item.PatientPosition = setup.patient_position.value  # type: ignore[union-attr]
     item.PatientSetupNumber = PATIENT_SETUP_NUMBER
     item.SetupTechnique = setup.setup_technique.value  # type: ignore[union-attr]
+    if setup.setup_displacement_mm is not None:
+        vrt, lng, lat = setup.setup_displacement_mm
+        item.TableTopVerticalSetupDisplacement = ds_value(vrt)
+        item.TableTopLongitudinalSetupDisplacement = ds_value(lng)
+        item.TableTopLateralSetupDisplacement = ds_value(lat)
     if setup.gated:
         motion = Dataset()
         motion.RespiratoryMotionCompensationTechnique = "GATING"
