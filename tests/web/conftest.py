@@ -1,8 +1,9 @@
 """Live demo sessions paused at the decide step with the review page served (``--decision web``).
 
 ``hfs_demo``: the small phantom (HFS), all four match types; ``ffs_demo``: the same phantom
-planned feet first supine (FFS), 2D/2D only — built with the existing API by giving the phantom
-another Patient Position, which the CT, plan, reference DRRs and virtual imager all follow. Each
+planned feet first supine (FFS), 2D/2D only — written first with
+``write_phantom_patient(patient_position="FFS")`` (CT, plan, reference DRRs and the virtual imager
+all follow it), which the demo then reuses. Each
 runs :func:`openigrt.workflow.demo.run_demo` in a thread with the real web decider; the test
 decides in the browser and the demo then stores to its embedded archive and finishes.
 ``pristine_session`` copies the HFS session before any decision, for tests that decide on their own.
@@ -10,7 +11,6 @@ decides in the browser and the demo then stores to its embedded archive and fini
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import shutil
 import threading
@@ -58,8 +58,8 @@ def copy_session(src: Path, dst: Path) -> Path:
 def _start(workdir: Path, match_types: tuple[str, ...], position: str | None,
            pristine: Path | None = None) -> LiveDemo:
     from openigrt.web.server import web_decider
-    from openigrt.workflow import phantom as phantom_module
     from openigrt.workflow.demo import run_demo
+    from openigrt.workflow.phantom import write_phantom_patient
 
     settings = load_settings(None, {"review.decision_timeout_s": "600"})
     urls: queue.Queue[str] = queue.Queue()
@@ -72,18 +72,13 @@ def _start(workdir: Path, match_types: tuple[str, ...], position: str | None,
 
     decide = web_decider(session_dir, settings, announce=announce)
     outcome: dict[str, Any] = {}
-    make = phantom_module.make_phantom
-
-    def make_positioned(params: Any) -> Any:
-        return dataclasses.replace(make(params), patient_position=position)
+    if position is not None:
+        write_phantom_patient(workdir / "phantom", settings=settings, small=True, patient_position=position)
 
     def run() -> None:
         try:
-            with pytest.MonkeyPatch.context() as mp:
-                if position is not None:
-                    mp.setattr(phantom_module, "make_phantom", make_positioned)
-                outcome["result"] = run_demo(settings=settings, workdir=workdir, match_types=match_types, small=True,
-                                             decide=decide)
+            outcome["result"] = run_demo(settings=settings, workdir=workdir, match_types=match_types, small=True,
+                                         decide=decide)
         except BaseException as exc:  # reported by finish()
             outcome["error"] = exc
         finally:
