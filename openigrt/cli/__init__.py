@@ -3,7 +3,9 @@
 Each command group lives in its own module ``openigrt/cli/cmd_<area>.py`` exposing
 ``register(group: click.Group) -> None``; modules are discovered here, so areas do not edit a
 shared list. Keep module-level imports light (import SimpleITK, scipy, pynetdicom inside the
-command functions): every ``openigrt`` start imports all ``cmd_*`` modules.
+command functions; rich too, through ``common.console_out/console_err/escape``): every
+``openigrt`` start imports all ``cmd_*`` modules, and ``tests/cli/test_startup.py`` checks that
+``openigrt echo`` imports none of numpy's heavy neighbours (scipy, SimpleITK, numba, matplotlib).
 
 Exit codes: 0 success, 1 failure (one clear message), 2 usage or configuration error.
 """
@@ -18,10 +20,9 @@ import traceback
 from collections.abc import Sequence
 
 import click
-from rich.markup import escape
 
 from openigrt import __version__
-from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, console_err
+from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, console_err, escape
 from openigrt.errors import ConfigError, OpenIGRTError
 
 

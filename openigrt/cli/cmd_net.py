@@ -11,14 +11,15 @@ import signal
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, common_options, console_err, console_out, print_json
+from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, common_options, console_err, console_out, escape, print_json
 from openigrt.config import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
 
 
 # --------------------------------------------------------------------------- helpers
@@ -80,6 +81,8 @@ def _style(outcome: str) -> str:
 
 
 def _table(title: str, columns: list[str], rows: Iterable[list[str]]) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left")
     for c in columns:
         t.add_column(c, overflow="fold")
@@ -142,8 +145,8 @@ def echo_command(*, settings: Settings, as_json: bool) -> int:
     name = "C-ECHO" if client.protocol == "DIMSE" else "DICOMweb echo"
     if as_json:
         print_json({"remote": str(client.remote), "ok": True, "elapsed_ms": round(elapsed * 1000, 2)})
-    else:
-        console_out().print(f"{name} {client.remote}: ok ({elapsed * 1000:.1f} ms)")
+    else:  # plain text: no rich import for the one line (start-up time, NET-10)
+        click.echo(f"{name} {client.remote}: ok ({elapsed * 1000:.1f} ms)")
     return EXIT_OK
 
 

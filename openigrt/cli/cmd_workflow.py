@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich import box
-from rich.table import Table
 
 from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, common_options, console_err, console_out, print_json
 from openigrt.config import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.progress import Progress
+    from rich.table import Table
 
 MATCH_CHOICES = ["2d", "2d2d", "marker", "3d3d", "all"]
 ALL_MATCHES = ("2d", "2d2d", "marker", "3d3d")
@@ -55,6 +56,8 @@ class _ProgressSink:
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=console_err(), transient=False)
 
@@ -72,6 +75,9 @@ def _summary_table(rows: list[dict[str, Any]]) -> Table:
     Fits an 80-column terminal without cutting any cell: the first column stacks the match type,
     the decision and whether it was stored on the three lines of the match; no outer border.
     """
+    from rich import box
+    from rich.table import Table
+
     t = Table(title="Couch correction (IEC table top: mm, °)", title_justify="left", show_edge=False,
               box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("match", no_wrap=True)

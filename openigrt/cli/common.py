@@ -17,13 +17,17 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
 
 from openigrt.config import Settings, load_settings, parse_set_option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+# rich (~50 ms to import) is imported where something is rendered, not at start-up: every
+# ``openigrt`` run imports this module (tests/cli/test_startup.py checks the start-up import set).
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -34,12 +38,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def console_out() -> Console:
     """Console on stdout (data, reports)."""
+    from rich.console import Console
+
     return Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
 
 def console_err() -> Console:
     """Console on stderr (progress, errors, logs)."""
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """``rich.markup.escape`` (imported on first use)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -67,6 +82,8 @@ def setup_logging(verbose: int, log_file: Path | None = None) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     stream: logging.Handler
     if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
         stream = RichHandler(console=console_err(), show_path=False, markup=False)
     else:
         stream = _StderrHandler()

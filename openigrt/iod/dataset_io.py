@@ -31,12 +31,12 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import dcmread
-from pydicom.datadict import dictionary_description, tag_for_keyword
+from pydicom.datadict import dictionary_description, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -53,6 +53,7 @@ from pydicom.uid import (
 )
 
 from openigrt.errors import DicomInputError, MissingAttributeError, UnsupportedObjectError
+from openigrt.iod.pixel_data import PixelDataRef, locate_pixel_data
 from openigrt.uids import is_valid_uid
 
 #: SOP classes OpenIGRT reads (SPEC §1 table; RT Ion Plan read like RT Plan where the same).
@@ -98,6 +99,9 @@ class DicomFile:
         What messages call it: the file path, or ``dataset <SOP Instance UID>``.
     issues : tuple of str
         Tolerated flaws, each naming the tag (shown as warnings by ``openigrt validate``).
+    pixel_data : PixelDataRef or None
+        Where the Pixel Data value lies in the file when it was not read (``defer_pixels``);
+        ``dataset`` then has no (7FE0,0010) element.
     """
 
     source: str
@@ -107,10 +111,19 @@ class DicomFile:
     transfer_syntax_uid: str | None
     issues: tuple[str, ...] = ()
     path: Path | None = None
+    pixel_data: PixelDataRef | None = None
 
     @property
     def sop_class_name(self) -> str:
         return sop_class_name(self.sop_class_uid)
+
+    def has_pixel_data(self) -> bool:
+        """(7FE0,0010) Pixel Data is present with a non-empty value (read or deferred)."""
+        if self.pixel_data is not None:
+            return self.pixel_data.length != 0
+        if "PixelData" not in self.dataset:
+            return False
+        return self.dataset["PixelData"].value not in (None, b"")
 
 
 @contextlib.contextmanager
@@ -144,24 +157,93 @@ def captured_pydicom_warnings(issues: list[str], where: str) -> Iterator[None]:
             issues.append(text)
 
 
-def _convert_all(ds: Dataset, where: str, issues: list[str]) -> None:
+class ConversionMemo:
+    """Raw elements already converted once without any flaw, to skip converting their twins.
+
+    The slices of a CT series share most of their header bytes (patient, study, series,
+    equipment, pixel description). Converting an element depends only on its tag, VR, bytes,
+    byte order and character set (elements with an ambiguous VR, resolved from other elements,
+    are never memoised), so when an identical raw element converted cleanly before, converting
+    it again can neither raise nor warn: it is left raw, and pydicom converts it on first
+    access with the same result. Flaws are therefore still reported for every file. One memo
+    serves one :func:`read_paths` / series read (no global state).
+    """
+
+    #: Values longer than this (bytes) are converted as usual, never memoised.
+    MAX_VALUE_BYTES: Final = 256
+
+    def __init__(self) -> None:
+        self._clean: set[tuple[Any, ...]] = set()
+
+    def key(self, tag: BaseTag, raw: Any, charset: str) -> tuple[Any, ...] | None:
+        """The memo key of a raw element of a data set decoding text with *charset*, or None when it
+        must be converted eagerly."""
+        if not isinstance(raw, RawDataElement) or raw.value is None or len(raw.value) > self.MAX_VALUE_BYTES:
+            return None
+        vr = raw.VR or _dictionary_vr(tag)
+        if vr is None or vr == "SQ" or " or " in vr:
+            return None
+        return tag, raw.VR, raw.is_little_endian, raw.is_implicit_VR, charset, raw.value
+
+    def known_clean(self, key: tuple[Any, ...]) -> bool:
+        return key in self._clean
+
+    def add_clean(self, key: tuple[Any, ...]) -> None:
+        self._clean.add(key)
+
+
+def _dictionary_vr(tag: BaseTag) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def _charset_key(ds: Dataset) -> str:
+    try:
+        return repr(ds._character_set)  # the encodings pydicom decodes text with (own or inherited)
+    except Exception:  # noqa: BLE001 - an odd Specific Character Set: never equal to a clean key
+        return f"unusual {id(ds)}"
+
+
+def _convert_element(ds: Dataset, tag: BaseTag, where: str, issues: list[str],
+                     memo: ConversionMemo | None, charset: str) -> DataElement | None:
+    """Convert one raw element (or skip it as a known-clean twin); None when undecodable or skipped."""
+    key = memo.key(tag, ds.get_item(tag), charset) if memo is not None else None
+    try:
+        if key is None:
+            return ds[tag]
+        if memo.known_clean(key):  # type: ignore[union-attr]
+            return None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            elem = ds[tag]
+        for w in caught:  # hand them on to captured_pydicom_warnings
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if not caught:
+            memo.add_clean(key)  # type: ignore[union-attr]
+        return elem
+    except Exception as exc:  # an undecodable element is an issue, not a crash: keep its bytes as UN
+        raw = ds.get_item(tag)
+        issues.append(f"{where}: {tag_label(tag)} cannot be decoded ({exc}); kept as raw bytes")
+        ds[tag] = DataElement(tag, "UN", getattr(raw, "value", None) or b"")
+        return None
+
+
+def _convert_all(ds: Dataset, where: str, issues: list[str], memo: ConversionMemo | None = None) -> None:
     """Convert every raw element now (eager conversion), except bulk values parsed by readers and
-    private elements (whose VR only our private dictionary knows, IOD-8)."""
+    private elements (whose VR only our private dictionary knows, IOD-8); elements *memo* knows
+    to convert cleanly are left raw (see :class:`ConversionMemo`)."""
+    charset = _charset_key(ds) if memo is not None else ""
     for tag in list(ds.keys()):
         if tag in _BULK or (tag.group & 0xFF00) == 0x5000 and tag.element == 0x3000:
             continue
         if tag.is_private and not tag.is_private_creator:
             continue  # left raw: openigrt.iod.private types them from our dictionary, by creator
-        try:
-            elem = ds[tag]
-        except Exception as exc:  # an undecodable element is an issue, not a crash: keep its bytes as UN
-            raw = ds.get_item(tag)
-            issues.append(f"{where}: {tag_label(tag)} cannot be decoded ({exc}); kept as raw bytes")
-            ds[tag] = DataElement(tag, "UN", getattr(raw, "value", None) or b"")
-            continue
-        if elem.VR == "SQ" and elem.value:
-            for i, item in enumerate(elem.value, 1):
-                _convert_all(item, where, issues)
+        elem = _convert_element(ds, tag, where, issues, memo, charset)
+        if elem is not None and elem.VR == "SQ" and elem.value:
+            for item in elem.value:
+                _convert_all(item, where, issues, memo)
 
 
 def _check_identity(ds: Dataset, where: str, issues: list[str]) -> tuple[str, str]:
@@ -194,21 +276,28 @@ def _check_identity(ds: Dataset, where: str, issues: list[str]) -> tuple[str, st
 
 
 def dicom_file(ds: Dataset, *, source: str | None = None, path: Path | None = None,
-               issues: Iterable[str] = ()) -> DicomFile:
+               issues: Iterable[str] = (), memo: ConversionMemo | None = None,
+               pixel_data: PixelDataRef | None = None) -> DicomFile:
     """Wrap an in-memory Dataset as a :class:`DicomFile` (eager conversion, identity checks)."""
     found: list[str] = list(issues)
     sop = str(ds.get("SOPInstanceUID", "") or "?")
     where = source or f"dataset {sop}"
     with captured_pydicom_warnings(found, where):
-        _convert_all(ds, where, found)
+        _convert_all(ds, where, found, memo)
         sop_class, sop_instance = _check_identity(ds, where, found)
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None
-    return DicomFile(where, ds, sop_class, sop_instance, ts, tuple(found), path)
+    return DicomFile(where, ds, sop_class, sop_instance, ts, tuple(found), path, pixel_data)
 
 
-def read_file(path: str | Path, *, stop_before_pixels: bool = False) -> DicomFile:
+def read_file(path: str | Path, *, stop_before_pixels: bool = False, defer_pixels: bool = False,
+              memo: ConversionMemo | None = None) -> DicomFile:
     """Read one Part 10 file (or a bare data set) tolerantly.
+
+    *defer_pixels*: do not read the Pixel Data value, only locate it (``DicomFile.pixel_data``;
+    the dataset then has no (7FE0,0010) element): a header-only read that still knows the
+    pixels are there and where. Files whose encoding does not allow it are read whole.
+    *memo* is shared by the files of one read (:class:`ConversionMemo`).
 
     Raises
     ------
@@ -222,18 +311,33 @@ def read_file(path: str | Path, *, stop_before_pixels: bool = False) -> DicomFil
     issues: list[str] = []
     try:
         with captured_pydicom_warnings(issues, where):
-            try:
-                ds = dcmread(p, stop_before_pixels=stop_before_pixels)
-            except InvalidDicomError:
-                ds = dcmread(p, stop_before_pixels=stop_before_pixels, force=True)
-                issues.append(f"{where}: no DICOM Part 10 preamble/header; read as a bare data set")
+            ds, ref = _dcmread(p, stop_before_pixels=stop_before_pixels, defer_pixels=defer_pixels, issues=issues)
     except OSError as exc:
         raise DicomInputError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except Exception as exc:
         raise DicomInputError(f"{where}: not a readable DICOM file ({type(exc).__name__}: {exc})") from None
     if len(ds) == 0 or ("SOPClassUID" not in ds and "SOPInstanceUID" not in ds):
         raise DicomInputError(f"{where}: not a DICOM object (no SOP Class/Instance UID)")
-    return dicom_file(ds, source=where, path=p, issues=issues)
+    return dicom_file(ds, source=where, path=p, issues=issues, memo=memo, pixel_data=ref)
+
+
+def _dcmread(p: Path, *, stop_before_pixels: bool, defer_pixels: bool,
+             issues: list[str]) -> tuple[Dataset, PixelDataRef | None]:
+    stop = stop_before_pixels or defer_pixels
+    with open(p, "rb") as fh:
+        try:
+            ds = dcmread(fh, stop_before_pixels=stop)
+        except InvalidDicomError:
+            fh.seek(0)
+            ds = dcmread(fh, stop_before_pixels=stop, force=True)
+            issues.append(f"{p}: no DICOM Part 10 preamble/header; read as a bare data set")
+        if stop_before_pixels or not defer_pixels:
+            return ds, None
+        ref, located = locate_pixel_data(fh, ds, p)
+        if located:
+            return ds, ref
+        fh.seek(0)
+        return dcmread(fh, force=True), None  # an encoding we do not locate: read it whole
 
 
 def iter_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -246,18 +350,21 @@ def iter_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield p
 
 
-def read_paths(paths: Iterable[str | Path], *, stop_before_pixels: bool = False) -> tuple[list[DicomFile], list[str]]:
+def read_paths(paths: Iterable[str | Path], *, stop_before_pixels: bool = False,
+               defer_pixels: bool = False) -> tuple[list[DicomFile], list[str]]:
     """Read every DICOM file under *paths*; return ``(files, skipped)``.
 
     A file named explicitly that cannot be read raises :class:`DicomInputError`; a file found
     inside a directory that is not DICOM is skipped and reported in ``skipped`` (one sentence each).
+    *defer_pixels* as for :func:`read_file`; the files share one :class:`ConversionMemo`.
     """
     explicit = {Path(p) for p in paths if not Path(p).is_dir()}
     files: list[DicomFile] = []
     skipped: list[str] = []
+    memo = ConversionMemo()
     for p in iter_paths(paths):
         try:
-            files.append(read_file(p, stop_before_pixels=stop_before_pixels))
+            files.append(read_file(p, stop_before_pixels=stop_before_pixels, defer_pixels=defer_pixels, memo=memo))
         except DicomInputError as exc:
             if p in explicit:
                 raise

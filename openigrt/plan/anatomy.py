@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from openigrt.config import PlanTolerances
-from openigrt.iod.ct_series import CTSeries
+from openigrt.iod.ct_series import CTSeriesGeometry
 from openigrt.iod.enum import ContourGeometricTypeValues, MarkerSubtypeValues, RTROIInterpretedTypeValues
 from openigrt.iod.rt_plan import RTPlan
 from openigrt.iod.rt_structure_set import RTStructureSet, Structure
@@ -16,7 +16,7 @@ _PLANAR = {ContourGeometricTypeValues.CLOSED_PLANAR, ContourGeometricTypeValues.
 
 
 # --------------------------------------------------------------------------- PLAN-9
-def check_ct_series(series: CTSeries | None, tolerances: PlanTolerances, *, plan: RTPlan | None = None,
+def check_ct_series(series: CTSeriesGeometry | None, tolerances: PlanTolerances, *, plan: RTPlan | None = None,
                     structure_set: RTStructureSet | None = None, error: str | None = None) -> list[Finding]:
     """PLAN-9: one Frame of Reference, uniform z spacing (warning), x/y of all slices within tolerance.
 
@@ -59,7 +59,7 @@ def check_ct_series(series: CTSeries | None, tolerances: PlanTolerances, *, plan
     return out
 
 
-def _same_frame(series: CTSeries, for_uid: str, plan: RTPlan | None, rs: RTStructureSet | None,
+def _same_frame(series: CTSeriesGeometry, for_uid: str, plan: RTPlan | None, rs: RTStructureSet | None,
                 subject: str) -> list[Finding]:
     out = []
     others = []
@@ -79,7 +79,7 @@ def _same_frame(series: CTSeries, for_uid: str, plan: RTPlan | None, rs: RTStruc
     return out
 
 
-def _completeness(series: CTSeries, rs: RTStructureSet, subject: str) -> list[Finding]:
+def _completeness(series: CTSeriesGeometry, rs: RTStructureSet, subject: str) -> list[Finding]:
     listed = set(rs.contour_image_uids())
     if not listed:
         return []

@@ -1,7 +1,7 @@
 """Decide whether a match type is possible for a plan and its references (SPEC §3, PLAN-8 and the rest).
 
 :func:`collect_inputs` sorts read objects by SOP class into :class:`PatientInputs` (the plan,
-structure sets, the planning CT assembled into a Volume, RT Images). :func:`evaluate` runs the
+structure sets, the planning CT's geometry — headers only, no voxels —, RT Images). :func:`evaluate` runs the
 checks relevant to the requested match type and returns an :class:`Evaluation`:
 
 ========  =====================================================================================
@@ -32,7 +32,7 @@ from pydicom.uid import CTImageStorage, RTImageStorage, RTIonPlanStorage, RTPlan
 
 from openigrt.config import DEFAULT_PRIVATE_CREATOR, PlanTolerances
 from openigrt.errors import DicomInputError, PreconditionError
-from openigrt.iod.ct_series import CTSeries, group_ct_series, read_ct_series
+from openigrt.iod.ct_series import CTSeriesGeometry, group_ct_series, read_ct_geometry
 from openigrt.iod.dataset_io import DicomFile, read_paths, sop_class_name
 from openigrt.iod.enum import MatchTypeValues
 from openigrt.iod.rt_image import RTImage
@@ -52,7 +52,7 @@ class PatientInputs:
 
     plan: RTPlan
     structure_sets: tuple[RTStructureSet, ...] = ()
-    ct: CTSeries | None = None
+    ct: CTSeriesGeometry | None = None
     ct_error: str | None = None
     images: tuple[RTImage, ...] = ()
     received: tuple[DicomFile, ...] = ()
@@ -155,7 +155,7 @@ def collect_inputs(files: Sequence[DicomFile], *, tolerances: PlanTolerances = P
 
 
 def _ct(files: Sequence[DicomFile], plan: RTPlan, rss: Sequence[RTStructureSet],
-        tolerances: PlanTolerances) -> tuple[CTSeries | None, str | None]:
+        tolerances: PlanTolerances) -> tuple[CTSeriesGeometry | None, str | None]:
     cts = [f for f in files if f.sop_class_uid == str(CTImageStorage)]
     if not cts:
         return None, None
@@ -165,7 +165,7 @@ def _ct(files: Sequence[DicomFile], plan: RTPlan, rss: Sequence[RTStructureSet],
         chosen = [uid for uid in groups if uid in wanted] or list(groups)
         if len(chosen) > 1:
             return None, f"{len(chosen)} CT series given and none is the one the structure set references"
-        return read_ct_series(groups[chosen[0]], uniformity_mm=tolerances.slice_spacing_uniformity_mm), None
+        return read_ct_geometry(groups[chosen[0]], uniformity_mm=tolerances.slice_spacing_uniformity_mm), None
     except DicomInputError as exc:
         return None, str(exc)
 
@@ -262,6 +262,6 @@ def validate_paths(paths: Iterable[str | Path], match: MatchTypeValues | str, *,
                    tolerances: PlanTolerances = PlanTolerances(),
                    creator_prefix: str = DEFAULT_PRIVATE_CREATOR) -> Evaluation:
     """Read every DICOM file under *paths* and :func:`evaluate` the plan among them for *match*."""
-    files, skipped = read_paths(list(paths), stop_before_pixels=False)
+    files, skipped = read_paths(list(paths), defer_pixels=True)  # header-only: geometry is enough
     inputs = collect_inputs(files, tolerances=tolerances, creator_prefix=creator_prefix, skipped=skipped)
     return evaluate(inputs, match, tolerances=tolerances)

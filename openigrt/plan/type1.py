@@ -165,11 +165,17 @@ def _datasets(ds: Dataset, steps: Sequence[str]) -> Iterable[tuple[Dataset, str]
             yield sub, f"{keyword}[{n}]" + (f" > {where}" if where else "")
 
 
-def missing_type1(ds: Dataset, sop_class_uid: str) -> list[tuple[Type1, str]]:
-    """Every ``(requirement, item path)`` of :data:`TYPE1` that *ds* violates (absent or empty)."""
+def missing_type1(ds: Dataset, sop_class_uid: str, *, present: frozenset[str] = frozenset()) -> list[tuple[Type1, str]]:
+    """Every ``(requirement, item path)`` of :data:`TYPE1` that *ds* violates (absent or empty).
+
+    *present*: top-level keywords known to be present with a value although not in *ds* (Pixel
+    Data located but not read, ``DicomFile.pixel_data``).
+    """
     out = []
     for req in TYPE1.get(sop_class_uid, ()):
         if req.condition is not None and not req.condition(ds):
+            continue
+        if req.path in present:
             continue
         steps = req.path.split("/")
         for sub, where in _datasets(ds, steps[:-1]):
@@ -191,7 +197,8 @@ def check_type1(objects: Sequence[DicomFile]) -> list[Finding]:
         if f.sop_class_uid not in TYPE1:
             continue
         checked += 1
-        missing = missing_type1(f.dataset, f.sop_class_uid)
+        located = frozenset({"PixelData"}) if f.pixel_data is not None and f.has_pixel_data() else frozenset()
+        missing = missing_type1(f.dataset, f.sop_class_uid, present=located)
         if f.sop_class_uid == str(CTImageStorage):
             ct.setdefault(str(f.dataset.get("SeriesInstanceUID", "")), []).append((f, missing))
         elif missing:
