@@ -65,7 +65,10 @@ Modules
 ``net.store``          Storage SCU (NET-1, NET-2)
 ``net.qr``             Q/R SCU: C-FIND / C-MOVE at IMAGE level, hierarchical fallback (NET-3 … NET-6)
 ``net.client``         :class:`DicomClient`, the SCU face towards one remote AE
-``net.acceptor``       lean PS3.8 association acceptor (negotiation, P-DATA, release/abort)
+``net.acceptor``       lean PS3.8 association acceptor (negotiation, P-DATA, release/abort, deadlines)
+``net.pdu``            PS3.8 PDUs by hand: A-ASSOCIATE-RQ parsing, context negotiation, AC/RJ/ABORT
+``net.command``        DIMSE command sets by hand: parse a request, encode a C-STORE/C-ECHO response
+``net.connections``    acceptor limits (``[network]``), pending vs associated connections, eviction
 ``net.scp``            Storage + Verification SCP: access policy (NET-9) and C-STORE handling (NET-8)
 ``net.header``         structure walk and index header of an encoded data set (no full decode)
 ``net.cache``          durable cache: atomic write + SQLite (WAL) index

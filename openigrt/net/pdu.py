@@ -48,11 +48,15 @@ def is_plain_uid(text: str) -> bool:
 
 def valid_ae_title(raw: bytes) -> bool:
     """True for an AE title field PS3.5 6.2 allows: default repertoire, no control character, no
-    backslash, not only spaces.
+    backslash, not only spaces. Trailing NUL padding (written by some old implementations) is
+    tolerated, as our parser strips it.
 
-    >>> valid_ae_title(b"STORESCU        "), valid_ae_title(b" " * 16), valid_ae_title(b"\\xffX"), valid_ae_title(b"A\\\\B")
-    (True, False, False, False)
+    >>> valid_ae_title(b"STORESCU        "), valid_ae_title(b"OLDPEER\\0\\0"), valid_ae_title(b" " * 16)
+    (True, True, False)
+    >>> valid_ae_title(b"\\xffX"), valid_ae_title(b"A\\\\B"), valid_ae_title(b"A\\0B")
+    (False, False, False)
     """
+    raw = bytes(raw).rstrip(b"\0 ")
     return bool(raw.strip(b" ")) and all(0x20 <= b <= 0x7E and b != 0x5C for b in raw)
 
 

@@ -1,9 +1,8 @@
 """Servers and process probes for the hostile-peer, fuzz and soak tests.
 
 * :class:`Target` — one SCP under attack: ``openigrt listen`` or ``openigrt archive serve``
-  (subprocesses, loopback) or the in-process :class:`~openigrt.net.scp.StorageSCP` /
-  :class:`~openigrt.archive.server.EmbeddedArchive`, with what the checks need: port, AE
-  titles, the directory everything must stay in, and how to count what was stored.
+  as a subprocess on loopback (so its descriptors and RSS are its own), with what the checks
+  need: port, AE title, the directory everything must stay in, its log.
 * :func:`fd_count` / :func:`rss_kb` read ``/proc/PID``.
 * :func:`tree` lists every file under a directory (to find files written where they must not be).
 """
@@ -17,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom import Dataset
-
-from tests.net.data import encode
 from tests.peers import Peer, free_port, openigrt_argv, peer_env, wait_for_port
 
 CALLING = "FUZZSCU"
@@ -137,7 +133,3 @@ def stored_files(kind: str, root: Path) -> int:
     """Complete instance files the server holds (``.dcm`` under its instance directory)."""
     sub = root / ("instances" if kind == "listen" else "objects")
     return sum(1 for p in tree(sub) if p.name.endswith(".dcm"))
-
-
-def ct_bytes(ds: Dataset) -> bytes:
-    return encode(ds)

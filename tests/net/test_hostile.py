@@ -237,8 +237,11 @@ def test_slowloris_during_the_association_is_cut(target: Target) -> None:
 
 
 def test_one_address_cannot_hold_every_pending_slot(target: Target) -> None:
-    socks = [_connect(target) for _ in range(30)]
-    time.sleep(0.5)
+    socks = []
+    for _ in range(30):  # each one accepted by the server (not left in the kernel's backlog)
+        socks.append(_connect(target))
+        time.sleep(0.01)
+    time.sleep(0.3)
     still_open = 0
     for s in socks:
         s.setblocking(False)
