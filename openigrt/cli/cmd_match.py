@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from openigrt.cli.common import EXIT_OK, common_options, console_out, print_json
+from openigrt.cli.common import EXIT_FAILURE, EXIT_OK, common_options, console_err, console_out, print_json
 from openigrt.config import Settings
 
 
@@ -52,12 +52,17 @@ def _isos(plan: Path | None, isocenter: str | None, init_laser_iso: str | None) 
 
 
 def _finish(outcome: Any, *, settings: Settings, out_dir: Path | None, as_json: bool) -> int:
-    """Write the REG (and marker curves) with --out, then print the report."""
+    """Write the REG (and marker curves) with --out, then print the report.
+
+    A match that did not succeed (not converged, metric plateau) writes nothing, prints the report
+    with ``success`` false and the reason, and exits with 1.
+    """
     from openigrt.iod.build.common import write_file
     from openigrt.workflow.matching import marker_images, registration
 
     written: list[str] = []
-    if out_dir is not None:
+    ok = outcome.result.success
+    if out_dir is not None and ok:
         out_dir.mkdir(parents=True, exist_ok=True)
         if settings.storage.store_registrations:
             reg = registration(outcome, settings=settings)
@@ -70,6 +75,9 @@ def _finish(outcome: Any, *, settings: Settings, out_dir: Path | None, as_json: 
         print_json(out)
     else:
         _print_human(out)
+    if not ok:
+        console_err().print(f"[red]match failed[/red]: {outcome.result.failure_message()} (nothing written)")
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -80,6 +88,14 @@ def _print_human(out: dict[str, Any]) -> None:
     con.print(f"[bold]{out['match']}[/bold] match ({out['dof']} DoF): {out['stop_reason']}, "
               f"{out['iterations']} iterations, {out['metric_name']} = {out['metric']:.4f}, "
               f"overlap {100 * out['overlap_fraction']:.0f}%, {out['elapsed_s']:.2f} s")
+    if out.get("roi"):
+        roi = out["roi"]
+        where = "" if roi["center_mm"] is None else (
+            f" centre {', '.join(f'{v:.1f}' for v in roi['center_mm'])} mm, half sizes "
+            f"{', '.join(f'{v:.0f}' for v in roi['half_size_mm'])} mm")
+        con.print(f"  region of interest: {roi['source']}{where} (couch and outside the field of view excluded)")
+    if not out["success"]:
+        con.print(f"  [red]NOT A SOLUTION[/red]: {out.get('stop_detail', '')}")
     con.print(f"  translation (x, y, z) mm: {t[0]:+.2f} {t[1]:+.2f} {t[2]:+.2f}; "
               f"rotation (x, y, z) deg: {r[0]:+.2f} {r[1]:+.2f} {r[2]:+.2f}")
     if out.get("couch"):
@@ -133,13 +149,21 @@ def _iso_options(f: Any) -> Any:
 @click.option("--roi-structure", default=None, metavar="NAME",
               help="Restrict the match to this structure of --structure-set (e.g. PTV), grown by --roi-margin.")
 @click.option("--roi-margin", type=float, default=10.0, show_default=True, help="Margin (mm) around --roi-structure.")
+@click.option("--whole-volume", is_flag=True,
+              help="No default region of interest: match the whole patient in the CBCT's field of view.")
 @_iso_options
 @common_options
 def match_3d3d(*, settings: Settings, reference: Path, verification: Path, structure_set: Path | None,
                verification_structure_set: Path | None, dof: str, roi: str | None, roi_structure: str | None,
-               roi_margin: float, plan: Path | None,
+               roi_margin: float, whole_volume: bool, plan: Path | None,
                isocenter: str | None, init_laser_iso: str | None, as_json: bool, out_dir: Path | None) -> int:
-    """3D/3D: verification CBCT vs planning CT (MATCH-3)."""
+    """3D/3D: verification CBCT vs planning CT (MATCH-3).
+
+    Default region of interest when a plan or an isocenter is known: the box around the target
+    (PTV, else CTV, else GTV of --structure-set) grown by 25 mm, at least 60 x 60 x 50 mm half
+    sizes, else that box around the planned isocenter; the couch, other objects and voxels outside
+    the CBCT's field of view are always excluded.
+    """
     from openigrt.workflow.matching import run_3d3d
 
     if roi_structure is not None and structure_set is None:
@@ -150,7 +174,7 @@ def match_3d3d(*, settings: Settings, reference: Path, verification: Path, struc
         raise click.BadParameter("--roi needs a planned isocenter (--plan or --isocenter)")
     outcome = run_3d3d(reference_ct=[reference], verification=[verification], dof=int(dof), roi_half_mm=roi_half,
                        verification_structure_set=verification_structure_set, structure_set=structure_set,
-                       roi_structure=roi_structure, roi_margin_mm=roi_margin, **isos)
+                       roi_structure=roi_structure, roi_margin_mm=roi_margin, whole_volume=whole_volume, **isos)
     return _finish(outcome, settings=settings, out_dir=out_dir, as_json=as_json)
 
 

@@ -438,3 +438,101 @@ def bin2d(image: NDArray[np.generic], f: int) -> NDArray[np.float64]:
     out = np.empty((a.shape[0] // f, a.shape[1] // f), np.float64)
     _bin2d(np.ascontiguousarray(a), int(f), out)
     return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _roi_select(mask, aff, org, s, has_box, c, h, has_ref, ref_mask, ref_aff_inv, ref_org, out):  # pragma: no cover - jit
+    nz, ny, nx = mask.shape
+    rz, ry, rx = ref_mask.shape
+    for k in prange(nz):
+        for j in range(ny):
+            for i in range(nx):
+                if not mask[k, j, i]:
+                    out[k, j, i] = False
+                    continue
+                q0 = aff[0, 0] * i + aff[0, 1] * j + aff[0, 2] * k + org[0]
+                q1 = aff[1, 0] * i + aff[1, 1] * j + aff[1, 2] * k + org[1]
+                q2 = aff[2, 0] * i + aff[2, 1] * j + aff[2, 2] * k + org[2]
+                p0 = s[0, 0] * q0 + s[0, 1] * q1 + s[0, 2] * q2 + s[0, 3]
+                p1 = s[1, 0] * q0 + s[1, 1] * q1 + s[1, 2] * q2 + s[1, 3]
+                p2 = s[2, 0] * q0 + s[2, 1] * q1 + s[2, 2] * q2 + s[2, 3]
+                ok = True
+                if has_box:
+                    ok = abs(p0 - c[0]) <= h[0] and abs(p1 - c[1]) <= h[1] and abs(p2 - c[2]) <= h[2]
+                if ok and has_ref:
+                    d0, d1, d2 = p0 - ref_org[0], p1 - ref_org[1], p2 - ref_org[2]
+                    ii = int(np.floor(ref_aff_inv[0, 0] * d0 + ref_aff_inv[0, 1] * d1 + ref_aff_inv[0, 2] * d2 + 0.5))
+                    jj = int(np.floor(ref_aff_inv[1, 0] * d0 + ref_aff_inv[1, 1] * d1 + ref_aff_inv[1, 2] * d2 + 0.5))
+                    kk = int(np.floor(ref_aff_inv[2, 0] * d0 + ref_aff_inv[2, 1] * d1 + ref_aff_inv[2, 2] * d2 + 0.5))
+                    ok = 0 <= ii < rx and 0 <= jj < ry and 0 <= kk < rz and ref_mask[kk, jj, ii]
+                out[k, j, i] = ok
+
+
+def roi_select(mask: NDArray[np.bool_], affine: NDArray[np.float64], origin: NDArray[np.float64],
+               s: NDArray[np.float64], box: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+               ref_mask: NDArray[np.bool_] | None, ref_affine_inv: NDArray[np.float64] | None,
+               ref_origin: NDArray[np.float64] | None) -> NDArray[np.bool_]:
+    """Voxels of *mask* (a level of the verification volume, ``p = affine @ ijk + origin``) whose
+    image ``S p`` in the reference lies inside *box* ``(centre, half sizes)`` and on a True voxel
+    (nearest) of *ref_mask* (reference patient mm → index by ``ref_affine_inv (x − ref_origin)``)."""
+    out = np.empty(mask.shape, np.bool_)
+    c, h = (np.zeros(3), np.zeros(3)) if box is None else (np.asarray(box[0], float), np.asarray(box[1], float))
+    rm = np.ones((1, 1, 1), np.bool_) if ref_mask is None else np.ascontiguousarray(ref_mask, dtype=np.bool_)
+    ra = np.eye(3) if ref_affine_inv is None else np.ascontiguousarray(ref_affine_inv, dtype=np.float64)
+    ro = np.zeros(3) if ref_origin is None else np.ascontiguousarray(ref_origin, dtype=np.float64)
+    _roi_select(np.ascontiguousarray(mask), np.ascontiguousarray(affine, dtype=np.float64),
+                np.ascontiguousarray(origin, dtype=np.float64), np.ascontiguousarray(s[:3, :4], dtype=np.float64),
+                box is not None, c, h, ref_mask is not None, rm, ra, ro, out)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _map_mask(src, src_inv, src_org, aff, org, m, out):  # pragma: no cover - jit
+    nz, ny, nx = out.shape
+    sz, sy, sx = src.shape
+    for k in prange(nz):
+        for j in range(ny):
+            for i in range(nx):
+                p0 = aff[0, 0] * i + aff[0, 1] * j + aff[0, 2] * k + org[0]
+                p1 = aff[1, 0] * i + aff[1, 1] * j + aff[1, 2] * k + org[1]
+                p2 = aff[2, 0] * i + aff[2, 1] * j + aff[2, 2] * k + org[2]
+                q0 = m[0, 0] * p0 + m[0, 1] * p1 + m[0, 2] * p2 + m[0, 3] - src_org[0]
+                q1 = m[1, 0] * p0 + m[1, 1] * p1 + m[1, 2] * p2 + m[1, 3] - src_org[1]
+                q2 = m[2, 0] * p0 + m[2, 1] * p1 + m[2, 2] * p2 + m[2, 3] - src_org[2]
+                ii = int(np.floor(src_inv[0, 0] * q0 + src_inv[0, 1] * q1 + src_inv[0, 2] * q2 + 0.5))
+                jj = int(np.floor(src_inv[1, 0] * q0 + src_inv[1, 1] * q1 + src_inv[1, 2] * q2 + 0.5))
+                kk = int(np.floor(src_inv[2, 0] * q0 + src_inv[2, 1] * q1 + src_inv[2, 2] * q2 + 0.5))
+                out[k, j, i] = 0 <= ii < sx and 0 <= jj < sy and 0 <= kk < sz and src[kk, jj, ii]
+
+
+def map_mask(src: NDArray[np.bool_], src_affine_inv: NDArray[np.float64], src_origin: NDArray[np.float64],
+             shape: tuple[int, int, int], affine: NDArray[np.float64], origin: NDArray[np.float64],
+             m: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Mask on a grid (``shape``, ``p = affine @ ijk + origin``) of the voxels whose image ``m p`` (4×4)
+    falls on a True voxel (nearest) of *src* (``ijk = src_affine_inv (x − src_origin)``)."""
+    out = np.empty(shape, np.bool_)
+    _map_mask(np.ascontiguousarray(src, dtype=np.bool_), np.ascontiguousarray(src_affine_inv, dtype=np.float64),
+              np.ascontiguousarray(src_origin, dtype=np.float64), np.ascontiguousarray(affine, dtype=np.float64),
+              np.ascontiguousarray(origin, dtype=np.float64), np.ascontiguousarray(m[:3, :4], dtype=np.float64), out)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _points_of(flat, ny, nx, aff, org, out):  # pragma: no cover - jit
+    for p in prange(flat.shape[0]):
+        f = flat[p]
+        k = f // (ny * nx)
+        r = f - k * ny * nx
+        j = r // nx
+        i = r - j * nx
+        for a in range(3):
+            out[p, a] = aff[a, 0] * i + aff[a, 1] * j + aff[a, 2] * k + org[a]
+
+
+def points_of(flat: NDArray[np.int64], shape: tuple[int, int, int], affine: NDArray[np.float64],
+              origin: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Patient mm ``(N, 3)`` of the voxels with flat (C-order) indices *flat* of a grid of *shape*."""
+    out = np.empty((flat.shape[0], 3), np.float64)
+    _points_of(np.ascontiguousarray(flat, dtype=np.int64), int(shape[1]), int(shape[2]),
+               np.ascontiguousarray(affine, dtype=np.float64), np.ascontiguousarray(origin, dtype=np.float64), out)
+    return out

@@ -50,11 +50,20 @@ class MatchType(str, enum.Enum):
 
 
 class StopReason(str, enum.Enum):
-    """Why the optimiser stopped (printed like SimpleITK's stop condition)."""
+    """Why the optimiser stopped (printed like SimpleITK's stop condition).
+
+    Only :attr:`CONVERGED` and :attr:`CLOSED_FORM` are successes; a match stopped for another reason
+    is returned with ``success`` False and an explanation (``stop_detail``) and must not be applied.
+    """
 
     CONVERGED = "converged: parameter update below tolerance"
-    MAX_ITERATIONS = "maximum number of iterations reached at the finest level"
+    MAX_ITERATIONS = "did not converge: maximum number of iterations reached at the finest level"
+    PLATEAU = "metric plateau: the solution is not determined in some direction"
     CLOSED_FORM = "closed-form least-squares solution"
+
+    @property
+    def is_success(self) -> bool:
+        return self in (StopReason.CONVERGED, StopReason.CLOSED_FORM)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,8 @@ class MatchResult:
         Match-type specific extras (per-level iterations, per-view 2D shifts, …); JSON-able.
     markers : tuple of MarkerResidual
         Marker match only.
+    stop_detail : str
+        Why a match that is not a success failed (empty on success).
     """
 
     transform: RigidTransform
@@ -126,18 +137,30 @@ class MatchResult:
     elapsed_s: float
     details: dict[str, Any] = field(default_factory=dict)
     markers: tuple[MarkerResidual, ...] = ()
+    stop_detail: str = ""
 
     @property
     def success(self) -> bool:
-        """Always True: a failed match raises :class:`~openigrt.errors.RegistrationError`."""
-        return True
+        """True when the optimiser converged to a determined solution (:attr:`StopReason.is_success`).
+
+        A match that could not produce any answer raises :class:`~openigrt.errors.RegistrationError`;
+        one that stopped without converging or on a metric plateau is returned with ``success``
+        False: its transform is where it stopped, not a solution.
+        """
+        return self.stop_reason.is_success
+
+    def failure_message(self) -> str:
+        """One line for the user when :attr:`success` is False (empty otherwise)."""
+        if self.success:
+            return ""
+        return self.stop_detail or f"{self.match_type.value} match failed: {self.stop_reason.value}"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able summary (the ``openigrt match --json`` fields owned by the algorithm)."""
         out: dict[str, Any] = {
             "match": self.match_type.value,
             "dof": self.dof,
-            "success": True,
+            "success": self.success,
             "matrix": self.transform.as_list(),
             "translation_mm": [float(v) for v in self.transform.translation_mm],
             "rotation_deg": [float(v) for v in self.transform.rotation_deg()],
@@ -145,6 +168,7 @@ class MatchResult:
             "metric_name": self.metric_name,
             "iterations": int(self.iterations),
             "stop_reason": self.stop_reason.value,
+            "stop_detail": self.failure_message(),
             "overlap_fraction": float(self.overlap_fraction),
             "elapsed_s": float(self.elapsed_s),
             "details": _jsonable(self.details),

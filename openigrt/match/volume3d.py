@@ -45,6 +45,8 @@ from numpy.typing import NDArray
 from openigrt.errors import RegistrationError
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.geometry.volume import Volume
+from openigrt.match.quality import PLATEAU_MIN_CURVATURE, Curvature, curvature, stop_of
+from openigrt.match.region import padding_value, prepare_region
 from openigrt.match.result import (
     BLANK_STD,
     MAX_ROTATION_DEG,
@@ -157,13 +159,10 @@ def field_of_view_mask(verification: Volume, *, erode_voxels: int = 2) -> NDArra
     """
     from openigrt.match._kernels import fov_valid
 
-    a = verification.array
-    sample = a[:: max(1, a.shape[0] // 16), ::4, ::4].ravel()
-    values, counts = np.unique(sample, return_counts=True)
-    top = int(np.argmax(counts))
-    if counts[top] < 0.02 * sample.size:
-        return np.ones(a.shape, bool)
-    return fov_valid(a, values[top], max(0, int(erode_voxels)))
+    pad = padding_value(verification.array)
+    if pad is None:
+        return np.ones(verification.shape, bool)
+    return fov_valid(verification.array, pad, max(0, int(erode_voxels)))
 
 
 # ----------------------------------------------------------------------------- the registration
@@ -216,14 +215,26 @@ class _Pyramid:
     """
 
     fixed: dict[float, _Grid]
-    fixed_mask: dict[float, NDArray[np.bool_]]
+    fixed_mask: dict[float, NDArray[np.bool_]]  # sample points (field of view ∩ patient)
     moving: dict[float, _Grid]
     low_fixed: _Grid | None
     low_moving: _Grid | None
+    fixed_fov_top: NDArray[np.bool_]  # field of view on the grid of the fixed low-pass
+    highpass_mm: float | None
 
 
-def _lowpass_on_coarse(grid: _Grid, mask: NDArray[np.bool_] | None, sigma_mm: float) -> _Grid:
-    """Normalised Gaussian low-pass of *grid* (inside *mask*) computed on its own (coarse) grid."""
+#: the low-pass is computed on a grid at most this share of its sigma (block means of the coarsest level)
+LOWPASS_GRID_FRACTION = 0.34
+
+
+def _lowpass_grid(grid: _Grid, sigma_mm: float) -> tuple[_Grid, tuple[int, int, int]]:
+    """*grid* block-averaged to about a third of *sigma_mm* (the low-pass is smooth) and the factors."""
+    f = tuple(max(1, int(LOWPASS_GRID_FRACTION * sigma_mm / v)) for v in np.linalg.norm(grid.affine, axis=0))
+    return (_block_mean(grid, f) if max(f) > 1 else grid), f  # type: ignore[return-value]
+
+
+def _lowpass(grid: _Grid, mask: NDArray[np.bool_] | None, sigma_mm: float) -> _Grid:
+    """Normalised Gaussian low-pass of *grid* (inside *mask*, same grid) on its own grid."""
     import SimpleITK as sitk
 
     sp = tuple(float(v) for v in np.linalg.norm(grid.affine, axis=0))
@@ -240,25 +251,47 @@ def _lowpass_on_coarse(grid: _Grid, mask: NDArray[np.bool_] | None, sigma_mm: fl
     return _Grid(low.astype(np.float32), grid.affine, grid.origin)
 
 
-def _build_pyramid(reference: Volume, verification: Volume, fov: NDArray[np.bool_], levels_mm: tuple[float, ...],
-                   highpass_mm: float | None, clip_hu: tuple[float, float]) -> _Pyramid:
+def _build_pyramid(reference: Volume, verification: Volume, fov: NDArray[np.bool_], sample: NDArray[np.bool_],
+                   levels_mm: tuple[float, ...], highpass_mm: float | None, clip_hu: tuple[float, float]) -> _Pyramid:
     """Block-average every level from the next finer one (numpy); the low-pass (HU offset, cupping
-    and shading are far smoother than the coarsest grid) is computed once on the coarsest level."""
+    and shading are far smoother than the coarsest grid) is computed on the coarsest level: the
+    CBCT's inside its field of view, the CT's by :func:`_with_moving_lowpass` inside the same
+    field of view mapped through the current estimate (so that both images are low-passed over
+    the same anatomy: a CT low-pass that also sees the anatomy outside the CBCT's field of view
+    differs from the CBCT's near its edge, and the difference pulls the match)."""
     fine_to_coarse = sorted(set(levels_mm))
-    f_prev, fm_prev = _Grid(verification.array, *_affine_origin(verification)), fov
+    f_prev, fov_prev, sm_prev = _Grid(verification.array, *_affine_origin(verification)), fov, sample
     m_prev = _Grid(reference.array, *_affine_origin(reference))
-    f_lv, m_lv, fm_lv = {}, {}, {}
+    f_lv, m_lv, sm_lv = {}, {}, {}
     for n, sp in enumerate(fine_to_coarse):
         ff = _shrink_factors(f_prev, sp)
-        f_prev, fm_prev = _block_mean(f_prev, ff), _block_all(fm_prev, ff)
+        f_prev, fov_prev, sm_prev = _block_mean(f_prev, ff), _block_all(fov_prev, ff), _block_all(sm_prev, ff)
         m_prev = _block_mean(m_prev, _shrink_factors(m_prev, sp), clip_hu if n == 0 else None)
-        f_lv[sp], m_lv[sp], fm_lv[sp] = f_prev, m_prev, fm_prev
-    low_f = low_m = None
+        f_lv[sp], m_lv[sp], sm_lv[sp] = f_prev, m_prev, sm_prev
+    top = fine_to_coarse[-1]
+    low_f, fov_low = None, fov_prev
     if highpass_mm:
-        top = fine_to_coarse[-1]
-        low_f = _lowpass_on_coarse(f_lv[top], fm_lv[top], highpass_mm)
-        low_m = _lowpass_on_coarse(m_lv[top], None, highpass_mm)
-    return _Pyramid(f_lv, fm_lv, m_lv, low_f, low_m)
+        g, f = _lowpass_grid(f_lv[top], highpass_mm)
+        fov_low = _block_all(fov_prev, f) if max(f) > 1 else fov_prev
+        low_f = _lowpass(g, fov_low, highpass_mm)
+    return _Pyramid(f_lv, sm_lv, m_lv, low_f, None, fov_low, highpass_mm)
+
+
+def _with_moving_lowpass(pyr: _Pyramid, s: NDArray[np.float64]) -> _Pyramid:
+    """*pyr* with the CT's low-pass computed inside the CBCT's field of view mapped through ``S``."""
+    from dataclasses import replace
+
+    if not pyr.highpass_mm:
+        return pyr
+    from openigrt.match._kernels import map_mask
+
+    m_grid, _ = _lowpass_grid(pyr.moving[max(pyr.moving)], pyr.highpass_mm)
+    f_grid = pyr.low_fixed  # the grid of the fixed field of view at low-pass resolution
+    assert f_grid is not None
+    mask = map_mask(pyr.fixed_fov_top, f_grid.affine_inv, f_grid.origin, m_grid.array.shape, m_grid.affine,
+                    m_grid.origin, np.linalg.inv(s))
+    low = _lowpass(m_grid, mask if mask.any() else None, pyr.highpass_mm)
+    return replace(pyr, low_moving=low)
 
 
 def _low_at(low: _Grid, points_mm: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -285,20 +318,15 @@ def _prepare_level(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np.flo
     from openigrt.match._kernels import highpass_crop
 
     f_grid, fmask, m_grid = pyr.fixed[spacing], pyr.fixed_mask[spacing], pyr.moving[spacing]
+    if roi_fn is not None:
+        fmask = roi_fn.select(fmask, f_grid, s)
+    from openigrt.match._kernels import points_of
+
     flat = np.flatnonzero(fmask)
-    if roi_fn is not None and len(flat) > 4 * max_samples:  # regular subset first (speed)
-        flat = flat[:: len(flat) // (4 * max_samples)]
-    elif roi_fn is None and len(flat) > max_samples:
+    if len(flat) > max_samples:  # regular subset (deterministic)
         flat = flat[:: int(np.ceil(len(flat) / max_samples))]
-    kji = np.column_stack(np.unravel_index(flat, fmask.shape)).astype(np.float64)
-    pts = kji[:, ::-1] @ f_grid.affine.T + f_grid.origin
+    pts = points_of(flat, fmask.shape, f_grid.affine, f_grid.origin)
     vals = f_grid.array.ravel()[flat].astype(np.float64)
-    if roi_fn is not None and len(pts):
-        keep = roi_fn(pts @ s[:3, :3].T + s[:3, 3])
-        pts, vals = pts[keep], vals[keep]
-    if len(pts) > max_samples:
-        step = int(np.ceil(len(pts) / max_samples))
-        pts, vals = pts[::step], vals[::step]
     if pyr.low_fixed is not None and len(pts):
         vals = vals - _low_at(pyr.low_fixed, pts)
     lo, hi = _reach_box(m_grid, pts, s, margin_mm=reach_mm)
@@ -335,8 +363,9 @@ def _reach_box(grid: _Grid, pts: NDArray[np.float64], s: NDArray[np.float64], ma
 
 def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterations: int,
                   rot_tol_rad: float, step_tol_mm: float, cell_gradient: bool = False
-                  ) -> tuple[NDArray[np.float64], int, bool, float, float]:
-    """Minimise over S on one level. Returns (S, iterations, converged, ncc, valid fraction).
+                  ) -> tuple[NDArray[np.float64], int, bool, float, float, Curvature | None]:
+    """Minimise over S on one level. Returns (S, iterations, converged, ncc, valid fraction, the
+    metric's curvature at the last evaluated estimate).
 
     *cell_gradient*: the Jacobian uses the derivative of the trilinear interpolant instead of
     interpolated central differences (see :func:`register_3d3d`, step 4).
@@ -354,6 +383,10 @@ def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterat
     it = 0
     six = dof == 6
     st: dict[str, float] = {"n": 0.0}
+    lever = float(np.sqrt(((q - q_mean) ** 2).sum(axis=1).mean()))
+    curv: Curvature | None = None
+    prev: NDArray[np.float64] | None = None
+    damp, reversals = 1.0, 0
     for it in range(1, max_iterations + 1):
         c = s[:3, :3] @ q_mean + s[:3, 3]
         h, g, st = gauss_newton_sums(level.moving.array, q, level.fixed_values, s, a_inv, origin, c, six,
@@ -367,6 +400,9 @@ def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterat
         gain = beta[0]
         if abs(gain) < 1e-9:
             raise RegistrationError("3D/3D: images do not correlate (intensity gain fitted as zero)")
+        curv = curvature(h, float(st["sff"] - beta @ g), gain, six=six, lever_mm=lever)
+        if curv.worst < PLATEAU_MIN_CURVATURE:
+            break  # a plateau: the update along it is noise; stop before it drifts off (reported by stop_of)
         d = beta[2:] / gain
         omega = d[:3] if six else np.zeros(3)
         tau = d[3:] if six else d
@@ -376,6 +412,19 @@ def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterat
         on = float(np.linalg.norm(omega))
         if on > np.deg2rad(2.0):
             omega = omega * (np.deg2rad(2.0) / on)
+        step = np.r_[omega * lever, tau]
+        if prev is not None and float(step @ prev) < 0.0:
+            # the step reverses the previous one: the linearised model overshoots (a damped
+            # oscillation: for v_k = -r v_(k-1) the fixed point is v / (1 + r) away) or the update
+            # jumps across a cell of the trilinear interpolant (a 2-cycle): damp, more each time
+            r = min(1.0, -float(step @ prev) / max(float(prev @ prev), 1e-30))
+            damp = min(damp, 1.0 / (1.0 + r)) * (0.5 if reversals else 1.0)
+            reversals += 1
+        else:
+            damp, reversals = min(1.0, 2.0 * damp), 0
+        omega, tau, step = omega * damp, tau * damp, step * damp
+        prev = step
+        tn, on = float(np.linalg.norm(tau)), float(np.linalg.norm(omega))
         s = _delta_matrix(omega, tau, c) @ s
         if tn < step_tol_mm and on < rot_tol_rad:
             converged = True
@@ -384,7 +433,7 @@ def _gauss_newton(level: _Level, s: NDArray[np.float64], *, dof: int, max_iterat
     var_m = st["smm"] - st["sm"] ** 2 / n
     var_f = st["sff"] - st["sf"] ** 2 / n
     ncc = (st["smf"] - st["sm"] * st["sf"] / n) / np.sqrt(max(var_m * var_f, 1e-30)) if st["n"] > 10 else -1.0
-    return s, it, converged, float(ncc), float(st["n"] / len(q))
+    return s, it, converged, float(ncc), float(st["n"] / len(q)), curv
 
 
 def _coarse_translation_search(level: _Level, s: NDArray[np.float64],
@@ -430,6 +479,7 @@ def register_3d3d(
     clip_hu: tuple[float, float] = (-1000.0, 1500.0),
     max_iterations: int = 25,
     max_samples: int = 300_000,
+    exclude_couch: bool = True,
 ) -> MatchResult:
     """Rigid CBCT-to-CT registration (MATCH-3).
 
@@ -446,7 +496,8 @@ def register_3d3d(
     reference_roi_mask : ndarray of bool, optional
         Structure mask on the reference grid (e.g. the PTV grown by a margin); combined with *roi*.
     verification_mask : ndarray of bool, optional
-        Valid CBCT voxels (default: :func:`field_of_view_mask`).
+        Valid CBCT voxels (default: every voxel that is not the padding value, see
+        :func:`~openigrt.match.region.padding_value`).
     initial : RigidTransform, optional
         Starting estimate (reference → verification); default identity, then the coarse search.
     search_range_mm : float
@@ -468,17 +519,21 @@ def register_3d3d(
     t0 = time.perf_counter()
     if dof not in (3, 6):
         raise ValueError(f"dof must be 3 or 6, got {dof}")
-    fov = field_of_view_mask(verification) if verification_mask is None else np.asarray(verification_mask, bool)
-    if fov.shape != verification.shape:
-        raise ValueError(f"verification_mask shape {fov.shape} differs from the volume {verification.shape}")
-    _check_not_blank(verification.array, fov, "verification volume")
+    if verification_mask is not None and np.shape(verification_mask) != verification.shape:
+        raise ValueError(f"verification_mask shape {np.shape(verification_mask)} differs from the volume {verification.shape}")
     _check_not_blank(reference.array, None, "reference CT")
     init = RigidTransform.identity() if initial is None else initial
     s = init.inverse().matrix.copy()  # verification -> reference
-    ref_c = _crop_reference(reference, verification, s, search_range_mm + 8.0)
     roi_fn = _roi_function(reference, roi, reference_roi_mask)
-    pyr = _build_pyramid(ref_c, verification, fov, tuple(levels_mm), highpass_mm, clip_hu)
-    details: dict[str, Any] = {"levels": []}
+    region = prepare_region(reference, verification, valid=None if verification_mask is None else
+                            np.asarray(verification_mask, bool), s_init=s,
+                            roi_points_ref_mm=_roi_points(reference, roi, reference_roi_mask),
+                            reach_mm=search_range_mm + 8.0, exclude_objects=exclude_couch)
+    _check_not_blank(region.verification.array, region.sample_mask, "verification volume")
+    pyr = _build_pyramid(region.reference, region.verification, region.fov_mask, region.sample_mask,
+                         tuple(levels_mm), highpass_mm, clip_hu)
+    pyr = _with_moving_lowpass(pyr, s)
+    details: dict[str, Any] = {"levels": [], "region": region.report}
     total_it, converged, ncc, frac = 0, False, -1.0, 0.0
     for li, spacing in enumerate(levels_mm):
         reach = search_range_mm + 8.0 if li == 0 else max(12.0, 3.0 * spacing)  # how far S may still move
@@ -491,22 +546,27 @@ def register_3d3d(
             fg = _coarse_fixed_grid(pyr, spacing, roi_fn, s)
             s, rep = _coarse_translation_search(level, s, search_range_mm, fg)
             details["coarse_search"] = rep
+            pyr = _with_moving_lowpass(pyr, s)  # the field of view has moved over the CT
+            level = _prepare_level(pyr, spacing, roi_fn, s, max_samples, reach)
         last = li == len(levels_mm) - 1
         loose = 1.0 if last else COARSE_TOLERANCE_FACTOR
-        s, it, converged, ncc, frac = _gauss_newton(level, s, dof=dof, max_iterations=max_iterations,
+        s, it, converged, ncc, frac, curv = _gauss_newton(level, s, dof=dof, max_iterations=max_iterations,
                                                      rot_tol_rad=np.deg2rad(ROTATION_TOLERANCE_DEG * loose),
                                                      step_tol_mm=STEP_TOLERANCE_FRACTION * spacing * loose,
                                                      cell_gradient=not last)
         total_it += it
         details["levels"].append({"spacing_mm": spacing, "iterations": it, "samples": len(level.fixed_points),
                                   "ncc": ncc, "converged": converged})
+        if curv is not None and curv.worst < PLATEAU_MIN_CURVATURE:
+            break  # no finer level can resolve a plateau
     result = RigidTransform(_orthonormalise(s)).inverse()
     _check_solution(result, init, ncc, frac, MIN_NCC_3D, "3D/3D")
+    stop, why = stop_of(converged, curv, what="3D/3D")
+    details["curvature"] = None if curv is None else curv.as_dict()
     return MatchResult(
         transform=result, match_type=MatchType.VOLUME_3D, dof=dof, metric=ncc,
-        metric_name="NCC (high-pass, masked)", iterations=total_it,
-        stop_reason=StopReason.CONVERGED if converged else StopReason.MAX_ITERATIONS,
-        overlap_fraction=frac, elapsed_s=time.perf_counter() - t0, details=details,
+        metric_name="NCC (high-pass, masked)", iterations=total_it, stop_reason=stop,
+        overlap_fraction=frac, elapsed_s=time.perf_counter() - t0, details=details, stop_detail=why,
     )
 
 
@@ -523,31 +583,57 @@ def _coarse_fixed_grid(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np
             hp = grid.array - _low_at(low, kji[:, ::-1] @ grid.affine.T + grid.origin).reshape(grid.array.shape)
         grid = _Grid(np.where(mask, hp, 0.0).astype(np.float32), grid.affine, grid.origin)
     if roi_fn is not None:
-        idx = np.argwhere(mask)
-        pts = idx[:, ::-1].astype(float) @ grid.affine.T + grid.origin
-        keep = roi_fn(pts @ s[:3, :3].T + s[:3, 3])
-        mask = np.zeros_like(mask)
-        mask[tuple(idx[keep].T)] = True
+        mask = roi_fn.select(mask, grid, s)
     return grid, mask
 
 
-def _roi_function(reference: Volume, roi: BoxROI | None, mask: NDArray[np.bool_] | None) -> Any:
+def _roi_points(reference: Volume, roi: BoxROI | None, mask: NDArray[np.bool_] | None) -> NDArray[np.float64] | None:
+    """Corners (reference mm) of the box holding the region of interest, or None (no ROI)."""
+    boxes = []
+    if roi is not None:
+        c, h = np.asarray(roi.center_mm), np.asarray(roi.half_size_mm)
+        boxes.append((c - h, c + h))
+    if mask is not None and np.any(mask):
+        kji = np.argwhere(mask)
+        ijk = np.array([kji.min(axis=0), kji.max(axis=0)])[:, ::-1].astype(float)
+        corners = np.array([[ijk[a, 0], ijk[b, 1], ijk[c, 2]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+        p = reference.index_to_patient_mm(corners)
+        boxes.append((p.min(axis=0), p.max(axis=0)))
+    if not boxes:
+        return None
+    lo = np.max([b[0] for b in boxes], axis=0)
+    hi = np.min([b[1] for b in boxes], axis=0)
+    if np.any(hi < lo):
+        raise RegistrationError("3D/3D: the region of interest box and the structure mask do not overlap")
+    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+
+
+@dataclass(frozen=True, eq=False)
+class _Roi:
+    """The region of interest in reference mm: a box and/or a mask on the reference grid."""
+
+    box: tuple[NDArray[np.float64], NDArray[np.float64]] | None
+    mask: NDArray[np.bool_] | None
+    mask_affine_inv: NDArray[np.float64] | None
+    mask_origin: NDArray[np.float64] | None
+
+    def select(self, mask: NDArray[np.bool_], grid: _Grid, s: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Voxels of *mask* (on *grid*, verification) that ``S`` maps into the region."""
+        from openigrt.match._kernels import roi_select
+
+        return roi_select(mask, grid.affine, grid.origin, s, self.box, self.mask, self.mask_affine_inv,
+                          self.mask_origin)
+
+
+def _roi_function(reference: Volume, roi: BoxROI | None, mask: NDArray[np.bool_] | None) -> _Roi | None:
     if roi is None and mask is None:
         return None
-    if mask is not None and mask.shape != reference.shape:
-        raise ValueError(f"reference_roi_mask shape {mask.shape} differs from the reference {reference.shape}")
-
-    def fn(points_ref_mm: NDArray[np.float64]) -> NDArray[np.bool_]:
-        keep = np.ones(len(points_ref_mm), bool) if roi is None else roi.contains(points_ref_mm)
-        if mask is not None:
-            ijk = np.rint(reference.patient_to_index(points_ref_mm)).astype(int)
-            inside = np.all((ijk >= 0) & (ijk < np.array(reference.shape[::-1])), axis=1)
-            hit = np.zeros(len(ijk), bool)
-            hit[inside] = mask[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
-            keep &= hit
-        return keep
-
-    return fn
+    if mask is not None and np.shape(mask) != reference.shape:
+        raise ValueError(f"reference_roi_mask shape {np.shape(mask)} differs from the reference {reference.shape}")
+    box = None if roi is None else (np.asarray(roi.center_mm, float), np.asarray(roi.half_size_mm, float))
+    m = reference.index_to_patient_matrix()
+    return _Roi(box, None if mask is None else np.asarray(mask, bool),
+                None if mask is None else np.linalg.inv(m[:3, :3]), None if mask is None else m[:3, 3].copy())
 
 
 def _check_not_blank(array: NDArray[Any], mask: NDArray[np.bool_] | None, what: str) -> None:

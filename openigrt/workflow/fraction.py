@@ -49,6 +49,7 @@ from openigrt.workflow.matching import (
     marker_structure_set,
     registration,
     run_2d,
+    require_success,
     run_2d2d,
     run_3d3d,
     run_marker,
@@ -422,7 +423,7 @@ class Fraction:
 
         ss = Path(inputs["structure_set"]) if inputs["structure_set"] else None
         if match_type == "3d3d":
-            return run_3d3d(reference_ct=paths("ct"), verification=paths("acquired"), plan=plan)
+            return run_3d3d(reference_ct=paths("ct"), verification=paths("acquired"), plan=plan, structure_set=ss)
         if match_type == "marker":
             return run_marker(ct=paths("ct"), acquired=paths("acquired"), structure_set=ss, plan=plan)
         if match_type == "2d":
@@ -446,7 +447,7 @@ class Fraction:
                 continue
             self._say("match", f"{m} match", i, len(self.options.match_types))
             try:
-                outcome = self._run_match(m)
+                outcome = require_success(self._run_match(m))  # not converged / plateau: a failure
             except (RegistrationError, PreconditionError) as exc:
                 raise FractionFailed(f"{m} match failed: {exc}") from None
             if m == "2d":

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from openigrt.config import Settings
-from openigrt.errors import DicomInputError, PreconditionError
+from openigrt.errors import DicomInputError, PreconditionError, RegistrationError
 from openigrt.geometry.couch import couch_correction
 from openigrt.geometry.iec61217 import patient_axes_in_table_top
 from openigrt.geometry.projection import ProjectionGeometry
@@ -47,6 +47,12 @@ XYZ = tuple[float, float, float]
 
 #: Registration Sub Type (3275,xx00) per match type (IOD-1).
 SUB_TYPES = {"2d": "2D", "2d2d": "2D2D", "3d3d": "3D3D", "marker": "MARKER"}
+#: default 3D/3D region of interest: half sizes (mm) of the box around the planned isocenter, and the
+#: smallest box around a target structure (grown by TARGET_ROI_MARGIN_MM)
+DEFAULT_ROI_HALF_MM = (60.0, 60.0, 50.0)
+TARGET_ROI_MARGIN_MM = 25.0
+#: RT ROI Interpreted Types taken as the target for the default region of interest, in this order
+TARGET_TYPES = ("PTV", "CTV", "GTV")
 ROTATION_KEYS = ("rtn_deg", "pitch_deg", "roll_deg")
 
 
@@ -240,15 +246,68 @@ def structure_mask(rs: RTStructureSet, name: str, volume: Volume, margin_mm: flo
     return mask
 
 
+def target_structure(rs: RTStructureSet) -> Any:
+    """The structure taken as the target: the first (by ROI Number) whose RT ROI Interpreted Type is
+    PTV, else CTV, else GTV, with closed contours; None when there is none."""
+    structures = sorted(rs.structures(), key=lambda st: st.roi_number)
+    for kind in TARGET_TYPES:
+        for st in structures:
+            t = str(getattr(st.interpreted_type, "value", st.interpreted_type) or "").upper()
+            if t == kind and any(len(c.points_mm) >= 3 for c in st.contours):
+                return st
+    return None
+
+
+@dataclass(frozen=True)
+class RoiChoice:
+    """The 3D/3D region of interest used and where it came from (reported with the match)."""
+
+    source: str  # "target <name>", "isocenter", "--roi", "structure <name>", "whole volume"
+    center_mm: XYZ | None
+    half_size_mm: XYZ | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "center_mm": _list(self.center_mm), "half_size_mm": _list(self.half_size_mm)}
+
+
+def default_roi(*, planned_isocenter_mm: XYZ | None, structure_set: RTStructureSet | None) -> RoiChoice:
+    """The default 3D/3D region of interest (used whenever a plan or an isocenter is known).
+
+    * a target structure (:func:`target_structure`): the box around its contours grown by
+      :data:`TARGET_ROI_MARGIN_MM`, at least :data:`DEFAULT_ROI_HALF_MM`, centred on the target;
+    * else the planned isocenter: a box of :data:`DEFAULT_ROI_HALF_MM` around it;
+    * else the whole volume.
+
+    In every case the match samples only the patient: the couch, other objects and the CBCT's
+    outside-FOV voxels are excluded by the algorithm (:mod:`openigrt.match.region`).
+    """
+    target = target_structure(structure_set) if structure_set is not None else None
+    if target is not None:
+        pts = np.vstack([c.points_mm for c in target.contours if len(c.points_mm)])
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        half = np.maximum((hi - lo) / 2 + TARGET_ROI_MARGIN_MM, DEFAULT_ROI_HALF_MM)
+        return RoiChoice(f"target {target.name}", _xyz((lo + hi) / 2), _xyz(half))
+    if planned_isocenter_mm is not None:
+        return RoiChoice("isocenter", planned_isocenter_mm, DEFAULT_ROI_HALF_MM)
+    return RoiChoice("whole volume", None, None)
+
+
+def _xyz(v: Any) -> XYZ:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
 def run_3d3d(*, reference_ct: Sequence[Path], verification: Sequence[Path], plan: RTPlan | None = None,
              dof: int = 6, roi_half_mm: XYZ | None = None, isocenter: XYZ | None = None,
              initlaseriso: XYZ | None = None, verification_structure_set: Path | None = None,
              structure_set: Path | None = None, roi_structure: str | None = None,
-             roi_margin_mm: float = 10.0) -> MatchOutcome:
+             roi_margin_mm: float = 10.0, whole_volume: bool = False) -> MatchOutcome:
     """3D/3D: verification CBCT (+ its isocenter structure set) vs planning CT (MATCH-3).
 
     The region of interest is a box of half sizes *roi_half_mm* around the planned isocenter, or
-    the structure *roi_structure* of *structure_set* grown by *roi_margin_mm*.
+    the structure *roi_structure* of *structure_set* grown by *roi_margin_mm*; without either, the
+    default of :func:`default_roi` (target of *structure_set*, else the planned isocenter), unless
+    *whole_volume*. A match that did not converge or sits on a metric plateau is returned with
+    ``result.success`` False (the caller must not apply it; :func:`require_success`).
     """
     from openigrt.match import BoxROI, register_3d3d
 
@@ -265,17 +324,32 @@ def run_3d3d(*, reference_ct: Sequence[Path], verification: Sequence[Path], plan
             break
     ctx = resolve_context(isocenter=isocenter, initlaseriso=initlaseriso, plan=plan, verification_iso=laser,
                           reference_position=ref.patient_position)
-    box = None
+    rs = structure_sets(read_dicom([structure_set]))[0] if structure_set is not None else None
+    mask = None
     if roi_half_mm is not None:
         if ctx.planned_isocenter_mm is None:
             raise PreconditionError("a region of interest needs a planned isocenter (plan or --isocenter)")
-        box = BoxROI(center_mm=ctx.planned_isocenter_mm, half_size_mm=roi_half_mm)
-    mask = None
-    if roi_structure is not None and structure_set is not None:
-        mask = structure_mask(structure_sets(read_dicom([structure_set]))[0], roi_structure, ref.volume, roi_margin_mm)
+        choice = RoiChoice("--roi", ctx.planned_isocenter_mm, roi_half_mm)
+    elif roi_structure is not None and rs is not None:
+        mask = structure_mask(rs, roi_structure, ref.volume, roi_margin_mm)
+        choice = RoiChoice(f"structure {roi_structure} + {roi_margin_mm:g} mm", None, None)
+    elif whole_volume:
+        choice = RoiChoice("whole volume", None, None)
+    else:
+        choice = default_roi(planned_isocenter_mm=ctx.planned_isocenter_mm, structure_set=rs)
+    box = None if choice.center_mm is None or choice.half_size_mm is None else \
+        BoxROI(center_mm=choice.center_mm, half_size_mm=choice.half_size_mm)
     result = register_3d3d(ref.volume, ver.volume, dof=dof, roi=box, reference_roi_mask=mask)
     return MatchOutcome("3d3d", result, ctx, result.transform, tuple(ref_ds), tuple(ver_ds),
-                        reference_volume=ref.volume, verification_volume=ver.volume)
+                        reference_volume=ref.volume, verification_volume=ver.volume,
+                        extra={"roi": choice.as_dict()})
+
+
+def require_success(outcome: MatchOutcome) -> MatchOutcome:
+    """*outcome* if its match succeeded, else RegistrationError with the reason (not converged, plateau)."""
+    if not outcome.result.success:
+        raise RegistrationError(outcome.result.failure_message())
+    return outcome
 
 
 def half_resolution_renderer(volume: Volume) -> Any:

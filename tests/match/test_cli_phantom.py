@@ -87,7 +87,11 @@ def test_3d3d_structure_roi(session, capsys):
                 "--plan", str(d / "RP_PHANTOM.dcm"), "--structure-set", str(d / "RS_PHANTOM.dcm"),
                 "--roi-structure", "PTV", "--roi-margin", "30"], capsys)
     exp = _expected(session / "cbct" / "truth.json")
-    assert out["details"]["levels"][-1]["samples"] < 150_000  # restricted to PTV + 30 mm
+    assert out["roi"]["source"] == "structure PTV + 30 mm"
+    whole = _run(["match", "3d3d", "--reference", str(d / "CT"), "--verification", str(session / "cbct"),
+                  "--whole-volume"], capsys)
+    assert whole["roi"]["source"] == "whole volume"
+    assert out["details"]["region"]["crop_voxels"] < 0.5 * whole["details"]["region"]["crop_voxels"]
     for k in ("vrt_mm", "lng_mm", "lat_mm"):
         assert out["couch"][k] == pytest.approx(exp[k], abs=0.5), k
 
