@@ -205,6 +205,24 @@ class ReviewSettings:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """DICOM TLS (PS3.15 Non-Downgrading BCP 195 profile; :mod:`openigrt.net.tls`).
+
+    *listen* puts TLS on our acceptors (``openigrt listen``, the SCP of ``move``/``session``,
+    ``openigrt archive serve``); *remote* on the associations we open to the TMS. The same
+    certificate, key and CA bundle serve both roles. Paths are checked to exist when loaded.
+    """
+
+    listen: bool = False
+    remote: bool = False
+    certificate: Path | None = None
+    private_key: Path | None = None
+    ca_bundle: Path | None = None
+    require_client_certificate: bool = True
+    verify_hostname: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, loaded once and passed down."""
 
@@ -216,6 +234,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     tolerances: PlanTolerances = field(default_factory=PlanTolerances)
     review: ReviewSettings = field(default_factory=ReviewSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     cache_dir: Path = Path("~/.cache/openigrt").expanduser()
     uid_root: str = DEFAULT_UID_ROOT
     private_creator: str = DEFAULT_PRIVATE_CREATOR
@@ -476,6 +495,19 @@ SCHEMA: tuple[Key, ...] = (
     Key("review.allow_remote", _bool, False, "allow binding the review web page to a non-loopback address"),
     Key("review.decision_timeout_s", _positive_float, 3600.0,
         "--decision web: how long the session waits for every match to be decided in the browser, s"),
+    Key("tls.listen", _bool, False,
+        "DICOM TLS on our acceptors (listen, the SCP of move/session, archive serve); --tls"),
+    Key("tls.remote", _bool, False,
+        "DICOM TLS on the associations we open: to the TMS (echo, store, find, move), archive: to move destinations; --tls"),
+    Key("tls.certificate", _optional_path, "",
+        "PEM certificate (chain) we present, server and client role (RSA key for TLS 1.2); --tls-cert"),
+    Key("tls.private_key", _optional_path, "", "PEM private key of tls.certificate, unencrypted (keep it private); --tls-key"),
+    Key("tls.ca_bundle", _optional_path, "",
+        "PEM CA certificates that sign our peers' certificates (empty: the system's, client role only); --tls-ca"),
+    Key("tls.require_client_certificate", _bool, True,
+        "acceptors: refuse a TLS client without a certificate signed by tls.ca_bundle (mutual TLS)"),
+    Key("tls.verify_hostname", _bool, True,
+        "requestor: the server certificate must name the host we connect to (DNS or IP subjectAltName)"),
     Key("paths.cache_dir", _path, "~/.cache/openigrt", "cache of received instances and session state"),
     Key("dicom.uid_root", _uid_root, DEFAULT_UID_ROOT, "root of new UIDs (2.25 = UUID-derived)"),
     Key("dicom.private_creator", _text, DEFAULT_PRIVATE_CREATOR,
@@ -690,6 +722,7 @@ def load_settings(path: Path | str | None = None, overrides: Mapping[str, Any] |
         storage=StorageSettings(**section("storage")),
         tolerances=PlanTolerances(**section("tolerances")),
         review=ReviewSettings(**section("review")),
+        tls=TlsSettings(**section("tls")),
         cache_dir=values["paths.cache_dir"],
         uid_root=dicom["uid_root"],
         private_creator=dicom["private_creator"],
@@ -713,6 +746,15 @@ def parse_set_option(text: str) -> tuple[str, str]:
     if key not in _BY_KEY and key not in _TABLE_KEYS and not remote_key:
         raise ConfigError(key, "unknown key; `openigrt config --defaults` lists every key")
     return key, value.strip()
+
+
+#: Comment lines rendered above a section by :func:`default_toml`.
+_SECTION_NOTES: dict[str, tuple[str, ...]] = {
+    "tls": ("DICOM TLS: PS3.15 Non-Downgrading BCP 195 TLS profile. TLS 1.2 or later only; for TLS 1.2 only",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_DHE_RSA_WITH_AES_256_GCM_SHA384,",
+            "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256; TLS 1.3 with OpenSSL's (AEAD) suites. A TLS port takes TLS only.",
+            "Make a test CA and certificates: scripts/make-test-certs.sh (docs/tls.md)."),
+}
 
 
 def default_toml() -> str:
@@ -741,7 +783,7 @@ def default_toml() -> str:
     for spec in SCHEMA:
         sec, key = spec.dotted.split(".", 1)
         if sec != current:
-            lines += ["", f"[{sec}]"]
+            lines += ["", *(f"# {line}" for line in _SECTION_NOTES.get(sec, ())), f"[{sec}]"]
             current = sec
         lines.append(f"# {spec.doc}")
         lines.append(f"{key} = {_toml_value(spec.default)}")

@@ -17,6 +17,7 @@ line (never a traceback).
     ├── BuildError                  an IOD builder was given an invalid value (names attribute)
     ├── NetworkError                could not talk to a peer (names the peer)
     │   ├── ConnectionFailed        TCP connect failed / refused
+    │   │   └── TlsError            the TLS handshake failed (certificate, CA, host name, plain port)
     │   ├── AssociationRejected     A-ASSOCIATE-RJ (result, source, reason)
     │   ├── AssociationAborted      A-ABORT / A-P-ABORT or connection lost
     │   ├── DimseTimeout            no DIMSE response within the configured timeout
@@ -80,6 +81,10 @@ class NetworkError(OpenIGRTError):
 
 class ConnectionFailed(NetworkError):
     """The TCP connection to the peer could not be made."""
+
+
+class TlsError(ConnectionFailed):
+    """The TLS handshake with the peer failed (its certificate, our certificate, a plain port...)."""
 
 
 class AssociationRejected(NetworkError):

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Install the Debian packages of the real DICOM peers the tests start on loopback:
 # DCMTK (storescu/storescp/findscu/movescu/dcmqrscp), Orthanc and its DICOMweb plugin, dicom3tools (dciodvfy),
-# plastimatch, and Chromium + chromium-driver for the browser tests of the review page (tests/web).
+# plastimatch, Chromium + chromium-driver for the browser tests of the review page (tests/web), and openssl
+# (the DICOM TLS tests make their certificates with it: scripts/make-test-certs.sh).
 set -eu
 missing=""
-for pair in storescu:dcmtk dcmqrscp:dcmtk Orthanc:orthanc dciodvfy:dicom3tools plastimatch:plastimatch chromium:chromium chromedriver:chromium-driver; do
+for pair in storescu:dcmtk dcmqrscp:dcmtk Orthanc:orthanc dciodvfy:dicom3tools plastimatch:plastimatch chromium:chromium chromedriver:chromium-driver openssl:openssl; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
         case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac

@@ -157,8 +157,9 @@ class ArchiveAssociation(_Association):
 
     def poll_cancel(self, message_id: int) -> bool:
         """Read a pending C-CANCEL-RQ, if any, without blocking (see module docstring)."""
+        pending = getattr(self.sock, "pending", None)  # a TLS socket may hold decrypted bytes select cannot see
         readable, _, _ = select.select([self.sock], [], [], 0)
-        if not readable:
+        if not readable and not (pending is not None and pending()):
             return False
         command = bytearray()
         while True:

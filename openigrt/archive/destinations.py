@@ -14,6 +14,7 @@ from its own table, the union of
       ae_title = "STORESCP"
       host = "127.0.0.1"
       port = 11113
+      tls = true          # optional: DICOM TLS to this one (default: the archive's tls.remote)
 
 Given destinations win over the file's when both name the same AE title. An unknown AE title
 is answered with status A801 (Move destination unknown).
@@ -44,6 +45,11 @@ DESTINATIONS_FILE: Final = "destinations.toml"
 
 def parse_destinations_toml(path: Path) -> dict[str, RemoteAE]:
     """Read a destinations file; raise ConfigError naming the file and entry when it is invalid."""
+    return _parse(path)[0]
+
+
+def _parse(path: Path) -> tuple[dict[str, RemoteAE], dict[str, bool]]:
+    """The destinations of a file, and the ``tls`` flag of those tables that give one."""
     try:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
@@ -62,15 +68,23 @@ def parse_destinations_toml(path: Path) -> dict[str, RemoteAE]:
     tables = doc.get("destination", [])
     if not isinstance(tables, list):
         raise ConfigError(f"{path}:destination", "expected [[destination]] tables")
+    tls: dict[str, bool] = {}
     for i, table in enumerate(tables):
         remote = _from_table(table, key=f"{path}:destination[{i}]")
         out[remote.ae_title] = remote
-    return out
+        if "tls" in table:
+            if not isinstance(table["tls"], bool):
+                raise ConfigError(f"{path}:destination[{i}].tls", f"expected true or false, got {table['tls']!r}")
+            tls[remote.ae_title] = table["tls"]
+    return out, tls
 
 
 def _from_table(table: Any, *, key: str) -> RemoteAE:
     if not isinstance(table, Mapping) or not {"ae_title", "host", "port"} <= set(table):
         raise ConfigError(key, "needs ae_title, host and port")
+    unknown = set(table) - {"ae_title", "host", "port", "tls"}
+    if unknown:
+        raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key (known: ae_title, host, port, tls)")
     return RemoteAE.parse(f"{table['ae_title']}@{table['host']}:{table['port']}", key=key)
 
 
@@ -108,8 +122,9 @@ class MoveDestinations:
         self._path = toml_path
         self._stamp: tuple[int, int] | None = None
         self._from_file: dict[str, RemoteAE] = {}
+        self._file_tls: dict[str, bool] = {}
         if toml_path is not None and toml_path.exists():
-            self._from_file = parse_destinations_toml(toml_path)  # invalid at start: ConfigError
+            self._from_file, self._file_tls = _parse(toml_path)  # invalid at start: ConfigError
             self._stamp = self._file_stamp()
 
     def _file_stamp(self) -> tuple[int, int] | None:
@@ -126,11 +141,11 @@ class MoveDestinations:
         if stamp == self._stamp:
             return
         try:
-            table = parse_destinations_toml(self._path) if stamp is not None else {}
+            table, tls = _parse(self._path) if stamp is not None else ({}, {})
         except (ConfigError, OSError) as exc:
             LOG.error("move destinations file %s ignored (keeping the previous table): %s", self._path, exc)
             return
-        self._from_file, self._stamp = table, stamp
+        self._from_file, self._file_tls, self._stamp = table, tls, stamp
         LOG.info("move destinations reloaded from %s: %s", self._path, ", ".join(map(str, table.values())) or "none")
 
     def add(self, destination: RemoteAE) -> None:
@@ -144,6 +159,12 @@ class MoveDestinations:
         with self._lock:
             self._refresh()
             return self._given.get(key) or self._from_file.get(key)
+
+    def tls(self, ae_title: str) -> bool | None:
+        """The ``tls`` flag the file gives the destination *ae_title*, or None (the archive's default)."""
+        key = ae_title.strip()
+        with self._lock:
+            return None if key in self._given else self._file_tls.get(key)
 
     def all(self) -> tuple[RemoteAE, ...]:
         """Every known destination, sorted by AE title."""

@@ -17,6 +17,8 @@ Transport-independent: :mod:`openigrt.archive.acceptor` decodes the requests and
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,12 +34,14 @@ from openigrt.config import RemoteAE, Settings
 from openigrt.errors import (
     AssociationAborted,
     CacheError,
+    ConfigError,
     DicomInputError,
     DimseTimeout,
     NetworkError,
     UnsupportedObjectError,
 )
 from openigrt.net.sop import sop_class_name
+from openigrt.net.tls import client_context
 from openigrt.net.status import (
     Category,
     Service,
@@ -304,6 +308,24 @@ class MoveSCP:
         self.destinations = destinations
         self.ae_title = ae_title
         self.settings = settings
+        self._tls_lock = threading.Lock()
+        self._tls_context: ssl.SSLContext | None = None
+        if settings.tls.remote:  # unusable [tls] files: ConfigError at start, not in the first C-MOVE
+            self._tls_context = client_context(settings.tls)
+
+    def tls_for(self, destination: RemoteAE) -> ssl.SSLContext | None:
+        """The TLS context for sub-associations to *destination* (None: plain): its ``tls`` flag in
+        ``destinations.toml``, else ``tls.remote``. Raises NetworkError when the TLS files are unusable."""
+        flag = self.destinations.tls(destination.ae_title)
+        if not (self.settings.tls.remote if flag is None else flag):
+            return None
+        with self._tls_lock:
+            if self._tls_context is None:
+                try:
+                    self._tls_context = client_context(self.settings.tls)
+                except ConfigError as exc:
+                    raise NetworkError(f"DICOM TLS to {destination}: {exc}") from None
+            return self._tls_context
 
     def serve(self, responder: Responder, request: QRRequest) -> None:
         """Answer one C-MOVE request.
@@ -426,7 +448,7 @@ class _SubOperations:
     def open(self) -> None:
         """Open the association (raises NetworkError naming the destination)."""
         self.assoc = StoreAssociation(self.destination, calling_ae_title=self.scp.ae_title, contexts=self.contexts,
-                                      network=self.scp.settings.network).open()
+                                      network=self.scp.settings.network, tls=self.scp.tls_for(self.destination)).open()
 
     def close(self) -> None:
         """Release the association (abort when the release fails)."""

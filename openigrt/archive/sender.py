@@ -14,7 +14,9 @@ calling thread with one blocking socket:
   first) and the data set bytes are sent as they are, fragmented to the peer's maximum PDU
   length; the C-STORE-RSP command set is parsed by hand (Status, Error Comment);
 * A-RELEASE-RQ -> A-RELEASE-RP; A-ABORT on any protocol error; TCP_NODELAY on the socket;
-  every read bounded by the ACSE or DIMSE timeout.
+  every read bounded by the ACSE or DIMSE timeout;
+* DICOM TLS (:mod:`openigrt.net.tls`) when the destination uses it: the handshake right after
+  the TCP connect, bounded by the connect timeout.
 
 Failures raise from :mod:`openigrt.errors`: :class:`~openigrt.errors.ConnectionFailed`,
 :class:`~openigrt.errors.AssociationRejected`, :class:`~openigrt.errors.AssociationAborted`,
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from openigrt.errors import AssociationAborted, AssociationRejected, ConnectionF
 from openigrt.net.command import command_us, parse_command
 from openigrt.net.pdu import ProtocolError
 from openigrt.net.ae import describe_reject, set_tcp_nodelay
+from openigrt.net.tls import client_handshake
 
 LOG = logging.getLogger("openigrt.archive")
 
@@ -174,16 +178,19 @@ class StoreAssociation:
         Proposed ``(SOP Class UID, [transfer syntaxes])``, at most 128.
     network
         Timeouts and our implementation identity.
+    tls
+        DICOM TLS client context (:func:`openigrt.net.tls.client_context`), or None for plain TCP.
     """
 
     def __init__(self, remote: RemoteAE, *, calling_ae_title: str, contexts: Sequence[tuple[str, Sequence[str]]],
-                 network: NetworkSettings) -> None:
+                 network: NetworkSettings, tls: ssl.SSLContext | None = None) -> None:
         if not 0 < len(contexts) <= 128:
             raise ValueError("between 1 and 128 presentation contexts must be proposed")
         self.remote = remote
         self.calling_ae_title = calling_ae_title
         self.contexts = list(contexts)
         self.network = network
+        self.tls = tls
         self.accepted: dict[tuple[str, str], int] = {}  # (abstract, transfer syntax) -> context id
         self.peer_max_pdu = 0
         self._sock: socket.socket | None = None
@@ -197,6 +204,9 @@ class StoreAssociation:
         except OSError as exc:
             raise ConnectionFailed(f"cannot connect to {self.remote}: {exc.strerror or exc}") from None
         set_tcp_nodelay(sock)
+        if self.tls is not None:  # TlsError (a ConnectionFailed) names the destination and says why
+            sock = client_handshake(sock, self.tls, host=self.remote.host, peer=str(self.remote),
+                                    timeout=min(self.network.connect_timeout, self.network.acse_timeout))
         self._sock = sock
         try:
             sock.settimeout(self.network.acse_timeout)

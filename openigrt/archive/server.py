@@ -99,6 +99,7 @@ class EmbeddedArchive:
         from openigrt.archive.acceptor import ArchiveServer
         from openigrt.net.acceptor import AcceptorConfig
         from openigrt.net.connections import AcceptorLimits
+        from openigrt.net.tls import acceptor_tls, tls_note
 
         self.store.reconcile()
         net = self.settings.network
@@ -109,7 +110,8 @@ class EmbeddedArchive:
             ae_title=self.ae_title, supported=supported, storage_classes=storage_classes(supported),
             check_access=self._check_access, on_store=services.on_store,
             implementation_class_uid=net.implementation_class_uid,
-            implementation_version_name=net.implementation_version_name, limits=AcceptorLimits.from_network(net))
+            implementation_version_name=net.implementation_version_name, limits=AcceptorLimits.from_network(net),
+            wrap_socket=acceptor_tls(self.settings))
         try:
             server = ArchiveServer((self.bind_address, self._requested_port), config, services)
         except OSError as exc:
@@ -119,9 +121,11 @@ class EmbeddedArchive:
                                   name=f"archive-{self.ae_title}", daemon=True)
         self._server, self._thread = server, thread
         thread.start()
-        LOG.info("archive %s listening on %s:%d (%d instances in %s); move destinations: %s", self.ae_title,
-                 self.bind_address, self.port, self.store.index.summary().instances, self.directory,
-                 ", ".join(str(d) for d in self.destinations.all()) or "none")
+        LOG.info("archive %s listening on %s:%d%s (%d instances in %s); move destinations: %s%s", self.ae_title,
+                 self.bind_address, self.port, tls_note(self.settings.tls) if self.settings.tls.listen else "",
+                 self.store.index.summary().instances, self.directory,
+                 ", ".join(str(d) for d in self.destinations.all()) or "none",
+                 " (DICOM TLS unless destinations.toml says tls = false)" if self.settings.tls.remote else "")
         return self
 
     def _check_access(self, called: str, calling: str, address: str) -> Rejection | None:

@@ -99,9 +99,12 @@ def listen_command(*, settings: Settings) -> int:
 
     Accepts CT, RT Structure Set, RT Image and RT Plan (Implicit/Explicit VR LE) from the TMS
     (--remote) and every --allow AET@HOST; each instance is stored in the cache and logged.
+    With --tls the port is DICOM TLS only (BCP 195; client certificates required unless
+    --no-tls-require-client-cert): plain associations are refused at the handshake.
     """
     from openigrt.net.cache import InstanceCache
     from openigrt.net.scp import ReceivedInstance, StorageSCP
+    from openigrt.net.tls import tls_note
 
     err = console_err()
     stop = threading.Event()
@@ -120,7 +123,8 @@ def listen_command(*, settings: Settings) -> int:
     try:
         with scp:
             callers = ", ".join(f"{a.ae_title}@{a.host}" for a in settings.allowed_callers()) or "nobody"
-            err.print(f"listening as {escape(scp.ae_title)} on {settings.local.bind_address}:{scp.port}; "
+            tls = tls_note(settings.tls) if settings.tls.listen else ""
+            err.print(f"listening as {escape(scp.ae_title)} on {settings.local.bind_address}:{scp.port}{tls}; "
                       f"cache {escape(str(cache.root))}; allowed callers: {escape(callers)}", highlight=False)
             while not stop.wait(0.5):
                 pass

@@ -4,6 +4,7 @@ Common options (every network/file command takes them, so scripts need no config
 
     --config FILE  --ae-title AET  --port N  --cache DIR  --remote AET@HOST:PORT|dicomweb+http(s)://HOST/PATH
     --allow AET@HOST (repeatable)  --set section.key=value (repeatable)  -v/--verbose
+    --tls/--no-tls  --tls-cert FILE  --tls-key FILE  --tls-ca FILE  --tls-require-client-cert/--no-...
 
 ``@common_options`` adds them and passes a loaded :class:`~openigrt.config.Settings` to the
 command as the keyword argument ``settings``.
@@ -110,6 +111,24 @@ def setup_logging(verbose: int, log_file: Path | None = None) -> None:
         logging.DEBUG if verbose >= 2 else logging.WARNING if verbose == 1 else logging.CRITICAL)
 
 
+def tls_overrides(tls: bool | None = None, cert: Path | None = None, key: Path | None = None, ca: Path | None = None,
+                  require_client_cert: bool | None = None) -> dict[str, Any]:
+    """The ``[tls]`` overrides of the ``--tls*`` options (``--tls`` = TLS to the TMS and on our SCP).
+
+    >>> tls_overrides(True, ca=Path("ca.pem"))
+    {'tls.listen': True, 'tls.remote': True, 'tls.ca_bundle': 'ca.pem'}
+    """
+    out: dict[str, Any] = {}
+    if tls is not None:
+        out["tls.listen"] = out["tls.remote"] = tls
+    for name, value in (("certificate", cert), ("private_key", key), ("ca_bundle", ca)):
+        if value is not None:
+            out[f"tls.{name}"] = str(value)
+    if require_client_cert is not None:
+        out["tls.require_client_certificate"] = require_client_cert
+    return out
+
+
 def settings_from_options(
     config: Path | None,
     ae_title: str | None = None,
@@ -118,9 +137,14 @@ def settings_from_options(
     remote: str | None = None,
     allow: tuple[str, ...] = (),
     set_: tuple[str, ...] = (),
+    tls: dict[str, Any] | None = None,
 ) -> Settings:
-    """Build Settings from a config file plus command-line overrides (raises ConfigError)."""
+    """Build Settings from a config file plus command-line overrides (raises ConfigError).
+
+    The named options win over ``--set`` (*tls*: from :func:`tls_overrides`).
+    """
     overrides: dict[str, Any] = dict(parse_set_option(s) for s in set_)
+    overrides.update(tls or {})
     if ae_title is not None:
         overrides["local.ae_title"] = ae_title
     if port is not None:
@@ -149,15 +173,27 @@ def common_options(func: F) -> F:
     @click.option("--allow", multiple=True, metavar="AET@HOST", help="Further allowed caller (repeatable).")
     @click.option("--set", "set_", multiple=True, metavar="KEY=VALUE",
                   help="Override any config key, e.g. --set network.dimse_timeout=30 (repeatable).")
+    @click.option("--tls/--no-tls", "tls", default=None,
+                  help="DICOM TLS (BCP 195) to the TMS and on our SCP (tls.remote, tls.listen).")
+    @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PEM",
+                  help="Our certificate (tls.certificate).")
+    @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PEM",
+                  help="Its private key (tls.private_key).")
+    @click.option("--tls-ca", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PEM",
+                  help="CA certificates our peers' certificates must chain to (tls.ca_bundle).")
+    @click.option("--tls-require-client-cert/--no-tls-require-client-cert", "tls_require_client_cert", default=None,
+                  help="Our SCP refuses TLS clients without a trusted certificate [yes].")
     @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
     @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Also write a debug log to this file.")
     @functools.wraps(func)
     def wrapper(*args: Any, config: Path | None, ae_title: str | None, port: int | None, cache: Path | None,
-                remote: str | None, allow: tuple[str, ...], set_: tuple[str, ...], verbose: int,
-                log_file: Path | None, **kwargs: Any) -> Any:
+                remote: str | None, allow: tuple[str, ...], set_: tuple[str, ...], tls: bool | None,
+                tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, tls_require_client_cert: bool | None,
+                verbose: int, log_file: Path | None, **kwargs: Any) -> Any:
         setup_logging(verbose, log_file)
-        settings = settings_from_options(config, ae_title, port, cache, remote, allow, set_)
+        settings = settings_from_options(config, ae_title, port, cache, remote, allow, set_,
+                                         tls_overrides(tls, tls_cert, tls_key, tls_ca, tls_require_client_cert))
         return func(*args, settings=settings, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -35,12 +35,16 @@ Everything a peer sends is hostile until checked (issue 9):
   with one info line (:class:`PeerGone`), never a traceback.
 
 The accept → TCP_NODELAY → wrap step is :meth:`AcceptorServer.open_connection`, the one place a
-TLS layer (``AcceptorConfig.wrap_socket``) plugs in; the association code only uses
-``recv_into``/``sendall``/``settimeout``/``shutdown``, which an ``ssl.SSLSocket`` provides.
+TLS layer (``AcceptorConfig.wrap_socket``, :class:`openigrt.net.tls.TlsAcceptor`) plugs in: it
+runs in the connection's thread, while the connection is still *pending* (so a peer that never
+completes its handshake holds a pending place only, and is evicted like a silent one), under the
+ACSE deadline counted from the accept; a refused handshake is one log line with the address.
+The association code only uses ``recv_into``/``sendall``/``settimeout``/``shutdown``, which an
+``ssl.SSLSocket`` provides.
 
 What it deliberately does not do (not needed by a Storage/Verification SCP): extended
 negotiation replies (role selection, asynchronous operations window: one operation at a time is
-the default), user identity, TLS itself.
+the default), user identity.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import errno
 import logging
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -74,7 +79,7 @@ from openigrt.net.command import (
     encode_response,
     parse_command,
 )
-from openigrt.net.connections import AcceptorLimits, Connection, ConnectionTable
+from openigrt.net.connections import AcceptorLimits, Connection, ConnectionTable, TransportRefused
 from openigrt.net.pdu import (
     A_ABORT,
     A_ASSOCIATE_RQ,
@@ -94,6 +99,7 @@ from openigrt.net.pdu import (
     valid_ae_title,
 )
 from openigrt.net.status import SCP_CANNOT_UNDERSTAND, SCP_SOP_CLASS_NOT_SUPPORTED, SCP_UNRECOGNISED_OPERATION
+from openigrt.net.tls import describe_session
 
 LOG = logging.getLogger("openigrt.net.acceptor")
 
@@ -143,8 +149,9 @@ class AcceptorConfig:
     implementation_class_uid: str
     implementation_version_name: str
     limits: AcceptorLimits
-    #: Hook for a TLS layer: called in the connection's thread, under the ACSE deadline.
-    wrap_socket: Callable[[socket.socket], socket.socket] | None = None
+    #: Hook for a TLS layer: ``wrap(conn, deadline)`` in the connection's thread; replaces ``conn.sock``,
+    #: finishes by *deadline* (monotonic: the accept + ``acse_timeout``), raises TransportRefused to refuse.
+    wrap_socket: Callable[[Connection, float], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,8 @@ class _Association:
         self._recv_into(memoryview(self._hdr), deadline, why)
         pdu_type, _, length = struct.unpack(">BBL", self._hdr)
         if pdu_type not in PDU_TYPES:
-            raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}")
+            hint = " (a TLS ClientHello? this port is plain DICOM: tls.listen is off)" if pdu_type == 0x16 else ""
+            raise ProtocolError(f"unknown PDU type 0x{pdu_type:02X}{hint}")
         if length > limit(pdu_type):
             raise ProtocolError(f"PDU type 0x{pdu_type:02X} of {length} bytes is beyond our limit of "
                                 f"{limit(pdu_type)} bytes")
@@ -471,13 +479,14 @@ class AcceptorServer(socketserver.TCPServer):
             self.table.remove(conn)
             self.shutdown_request(request)
 
-    def open_connection(self, sock: socket.socket) -> socket.socket:
-        """Prepare an accepted socket: TCP_NODELAY, then the optional wrap (TLS). The one place for both."""
-        set_tcp_nodelay(sock)
+    def open_connection(self, conn: Connection) -> None:
+        """Prepare an accepted connection: TCP_NODELAY, then the optional wrap (TLS) under the ACSE
+        deadline from the accept. The one place for both."""
+        set_tcp_nodelay(conn.sock)
         if self.config.wrap_socket is not None:
-            sock.settimeout(self.config.limits.acse_timeout)
-            sock = self.config.wrap_socket(sock)
-        return sock
+            self.config.wrap_socket(conn, conn.accepted_at + self.config.limits.acse_timeout)
+            if LOG.isEnabledFor(logging.DEBUG):
+                LOG.debug("TLS from %s: %s", conn.address, describe_session(conn.sock))
 
     def make_association(self, conn: Connection) -> _Association:
         return _Association(conn, self.config, self.table)
@@ -485,7 +494,11 @@ class AcceptorServer(socketserver.TCPServer):
     def _serve_connection(self, conn: Connection) -> None:
         try:
             try:
-                conn.sock = self.open_connection(conn.sock)
+                self.open_connection(conn)
+            except TransportRefused as exc:
+                LOG.log(logging.DEBUG if conn.evicted else logging.WARNING, "connection from %s refused: %s",
+                        conn.address, exc)
+                return
             except OSError as exc:
                 LOG.info("connection from %s lost before associating: %s", conn.address, exc.strerror or exc)
                 return
@@ -511,8 +524,9 @@ class AcceptorServer(socketserver.TCPServer):
         """A-ABORT every open connection (used when the SCP stops)."""
         for s in self.table.sockets():
             try:
-                s.settimeout(1.0)
-                s.sendall(abort_pdu(1, 0))
-                s.shutdown(socket.SHUT_RDWR)
+                if not isinstance(s, ssl.SSLSocket):  # a TLS socket is not written from another thread
+                    s.settimeout(1.0)
+                    s.sendall(abort_pdu(1, 0))
+                socket.socket.shutdown(s, socket.SHUT_RDWR)
             except OSError:
                 pass

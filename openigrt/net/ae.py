@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openigrt.config import RemoteAE, Settings
-from openigrt.errors import AssociationAborted, AssociationRejected, ConnectionFailed, NetworkError
+from openigrt.errors import AssociationAborted, AssociationRejected, ConnectionFailed, NetworkError, TlsError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pynetdicom import AE
+
+    from openigrt.net.tls import ClientTls
     from pynetdicom.association import Association
     from pynetdicom.presentation import PresentationContext
 
@@ -202,8 +204,13 @@ def _trace_acse(event: Any, trace: _Trace) -> None:
         trace.abort_received = True
 
 
-def _assoc_error(assoc: Association, remote: RemoteAE, trace: _Trace, settings: Settings) -> NetworkError:
+def _assoc_error(assoc: Association, remote: RemoteAE, trace: _Trace, settings: Settings,
+                 tls_error: BaseException | None = None) -> NetworkError:
     """Turn a failed ``AE.associate`` into the right exception (message names the peer)."""
+    if tls_error is not None and not assoc.is_rejected:
+        from openigrt.net.tls import failure_message
+
+        return TlsError(failure_message(str(remote), tls_error))
     if not trace.connected:
         return ConnectionFailed(
             f"cannot connect to {remote}: TCP connection refused or not answered within "
@@ -241,8 +248,13 @@ def open_association(
     limiter: AssociationLimiter | None = None,
     evt_handlers: Sequence[Any] = (),
     bind_address: tuple[str, int] | None = None,
+    tls: ClientTls | None = None,
 ) -> Iterator[Association]:
     """Open an association to *remote*, yield it, then release it (abort if release fails).
+
+    With *tls* the connection is DICOM TLS (:mod:`openigrt.net.tls`); a failed handshake raises
+    :class:`~openigrt.errors.TlsError` saying why (certificate expired, unknown CA, host name,
+    a plain port, our certificate refused).
 
     Raises
     ------
@@ -259,12 +271,15 @@ def open_association(
         kwargs: dict[str, Any] = {}
         if bind_address is not None:
             kwargs["bind_address"] = bind_address
+        tls_trace = tls.trace() if tls is not None else None
+        if tls_trace is not None:
+            kwargs["tls_args"] = (tls_trace, remote.host)
         assoc = ae.associate(
             remote.host, remote.port, contexts=list(contexts), ae_title=remote.ae_title,
             max_pdu=settings.network.max_pdu_receive, evt_handlers=handlers, **kwargs,
         )
         if not assoc.is_established:
-            raise _assoc_error(assoc, remote, trace, settings)
+            raise _assoc_error(assoc, remote, trace, settings, tls_trace.error if tls_trace else None)
         _cap_send_pdu(assoc, settings.network.max_pdu_send)
         LOG.debug("association to %s established", remote)
         try:

@@ -33,6 +33,7 @@ from openigrt.net.qr import FindResult, MoveOutcome, MoveReport, MoveResult, QRS
 from openigrt.net.scp import StorageSCP
 from openigrt.net.status import Service, classify
 from openigrt.net.store import InstanceResult, StoreReport, send_instances
+from openigrt.net.tls import ClientTls
 
 if TYPE_CHECKING:  # pragma: no cover
     from pynetdicom.association import Association
@@ -68,6 +69,8 @@ class DicomClient:
         self.limiter = AssociationLimiter(settings.network.max_associations)
         self._ae = make_ae(settings)
         self._cache = cache
+        #: DICOM TLS towards the remote (``tls.remote``); ConfigError here when its files are unusable.
+        self.tls = ClientTls.from_settings(settings.tls) if settings.tls.remote else None
 
     @property
     def cache(self) -> InstanceCache:
@@ -79,7 +82,8 @@ class DicomClient:
     def _associate(self, contexts: Sequence[tuple[str, Sequence[str]]], tap: ResponseTap,
                    bind_address: tuple[str, int] | None = None) -> Iterator[Association]:
         with open_association(self._ae, self.remote, settings=self.settings, contexts=build_contexts(contexts),
-                              limiter=self.limiter, evt_handlers=[tap.handler()], bind_address=bind_address) as assoc:
+                              limiter=self.limiter, evt_handlers=[tap.handler()], bind_address=bind_address,
+                              tls=self.tls) as assoc:
             with reactor_paused(assoc):
                 yield assoc
 
@@ -121,7 +125,7 @@ class DicomClient:
     def store(self, items: Sequence[Any], *, progress: StoreProgress | None = None) -> StoreReport:
         """Send files/Datasets over one association; never raises for network trouble (see StoreReport)."""
         return send_instances(self._ae, self.remote, items, settings=self.settings, limiter=self.limiter,
-                              progress=progress)
+                              progress=progress, tls=self.tls)
 
     # ----------------------------------------------------------------- NET-3/4/5
     def _session(self, tap: ResponseTap, assoc: Association) -> QRSession:

@@ -72,6 +72,10 @@ class AcceptorLimits:
         return self.max_pdu_receive or self.max_pdu_receive_cap
 
 
+class TransportRefused(Exception):
+    """The transport layer (TLS) refused a connection before any PDU was read: one log line, then close."""
+
+
 _ids = itertools.count(1)
 
 
@@ -89,8 +93,8 @@ class Connection:
     def drop(self, why: str) -> None:
         """Close the connection under its thread (its blocked read returns at once)."""
         self.evicted = why
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+        try:  # the plain socket call, also for a TLS socket (no TLS state touched from this thread)
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
         except OSError:
             pass
 

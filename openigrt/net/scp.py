@@ -71,6 +71,7 @@ from openigrt.net.acceptor import AcceptorConfig, AcceptorServer, StoreRequest
 from openigrt.net.cache import CachedInstance, InstanceCache
 from openigrt.net.connections import AcceptorLimits
 from openigrt.net.header import InstanceHeader, inspect
+from openigrt.net.tls import acceptor_tls, tls_note
 from openigrt.uids import is_uid_like, is_valid_uid
 
 LOG = logging.getLogger("openigrt.net.scp")
@@ -282,6 +283,7 @@ class StorageSCP:
                 implementation_class_uid=net.implementation_class_uid,
                 implementation_version_name=net.implementation_version_name,
                 limits=AcceptorLimits.from_network(net, max_associations=self.max_associations),
+                wrap_socket=acceptor_tls(self.settings),
             )
             if self.reconcile:
                 self.cache.reconcile()
@@ -295,7 +297,8 @@ class StorageSCP:
                                             name=f"openigrt-scp-{self.ae_title}", daemon=True)
             self._server = server
             self._thread.start()
-        LOG.info("Storage SCP %s listening on %s:%d", self.ae_title, self.bind_address, self.port)
+        LOG.info("Storage SCP %s listening on %s:%d%s", self.ae_title, self.bind_address, self.port,
+                 tls_note(self.settings.tls) if self.settings.tls.listen else "")
         if not self.policy.callers:
             LOG.warning("no allowed callers configured: every association will be rejected "
                         "(give --allow AET@HOST or --remote)")

@@ -41,6 +41,8 @@ from openigrt.net.status import Service, StoreOutcome, classify, store_outcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
+
+    from openigrt.net.tls import ClientTls
     from pynetdicom import AE
 
 LOG = logging.getLogger("openigrt.net.store")
@@ -289,8 +291,9 @@ def _run_items(task: _Task, assoc: Any, tap: ResponseTap, settings: Settings) ->
 
 
 def send_instances(ae: AE, remote: RemoteAE, items: Sequence[Any], *, settings: Settings,
-                   limiter: AssociationLimiter | None = None, progress: ProgressCallback | None = None) -> StoreReport:
-    """Send *items* (paths or Datasets) to *remote* over one association (NET-1, NET-2).
+                   limiter: AssociationLimiter | None = None, progress: ProgressCallback | None = None,
+                   tls: ClientTls | None = None) -> StoreReport:
+    """Send *items* (paths or Datasets) to *remote* over one association (NET-1, NET-2), over DICOM TLS with *tls*.
 
     Never raises for network trouble: the report carries per-instance results and ``error``.
     """
@@ -304,7 +307,7 @@ def send_instances(ae: AE, remote: RemoteAE, items: Sequence[Any], *, settings: 
     contexts = build_contexts(proposed_contexts(task.items))
     try:
         with open_association(ae, remote, settings=settings, contexts=contexts, limiter=limiter,
-                              evt_handlers=[tap.handler()]) as assoc:
+                              evt_handlers=[tap.handler()], tls=tls) as assoc:
             with reactor_paused(assoc):
                 _run_items(task, assoc, tap, settings)
     except NetworkError as exc:

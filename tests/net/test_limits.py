@@ -10,7 +10,7 @@ import pytest
 
 from openigrt.config import Settings
 from openigrt.net.acceptor import AcceptorConfig, AcceptorServer
-from openigrt.net.connections import AcceptorLimits
+from openigrt.net.connections import AcceptorLimits, Connection
 from openigrt.net.scp import StorageSCP
 from tests.net.data import CT, encode, make_instance
 from tests.net.leanscu import (
@@ -123,12 +123,12 @@ def test_network_timeout_counts_per_pdu(node_settings) -> None:
 
 
 def test_tls_hook_is_called_once_per_connection(node_settings) -> None:
-    """``AcceptorConfig.wrap_socket`` (where TLS will plug in) wraps every accepted socket."""
-    wrapped: list[int] = []
+    """``AcceptorConfig.wrap_socket`` (where TLS plugs in) is called once per accepted connection, in its
+    thread, with the ACSE deadline counted from the accept."""
+    wrapped: list[tuple[int, float]] = []
 
-    def wrap(sock: socket.socket) -> socket.socket:
-        wrapped.append(sock.fileno())
-        return sock
+    def wrap(conn: Connection, deadline: float) -> None:
+        wrapped.append((conn.sock.fileno(), deadline - conn.accepted_at))
 
     settings = node_settings()
     config = AcceptorConfig(ae_title="US", supported={VERIFICATION: (ILE,)}, storage_classes=frozenset(),
@@ -145,7 +145,7 @@ def test_tls_hook_is_called_once_per_connection(node_settings) -> None:
         for _ in range(2):
             with LeanAssociation(port, "US", CALLING, timeout=5) as a:
                 assert a.echo() == 0
-        assert len(wrapped) == 2
+        assert len(wrapped) == 2 and all(d == settings.network.acse_timeout for _, d in wrapped)
     finally:
         server.shutdown()
         server.server_close()
