@@ -204,8 +204,8 @@ def _trace_acse(event: Any, trace: _Trace) -> None:
         trace.abort_received = True
 
 
-def _assoc_error(assoc: Association, remote: RemoteAE, trace: _Trace, settings: Settings,
-                 tls_error: BaseException | None = None) -> NetworkError:
+def _assoc_error(assoc: Association, remote: RemoteAE, trace: _Trace, settings: Settings, *,
+                 tls_used: bool = False, tls_error: BaseException | None = None) -> NetworkError:
     """Turn a failed ``AE.associate`` into the right exception (message names the peer)."""
     if tls_error is not None and not assoc.is_rejected:
         from openigrt.net.tls import failure_message
@@ -224,8 +224,9 @@ def _assoc_error(assoc: Association, remote: RemoteAE, trace: _Trace, settings: 
             f"check that it knows our AE title {assoc.requestor.ae_title!r} and address",
             result=result, source=source, reason=reason,
         )
+    hint = "" if tls_used else " (if it is a DICOM TLS port: --tls)"
     if trace.abort_received:
-        return AssociationAborted(f"{remote} aborted the association request")
+        return AssociationAborted(f"{remote} aborted the association request{hint}")
     if "A_ASSOCIATE" in trace.events and not assoc.accepted_contexts:
         proposed = sorted({str(cx.abstract_syntax.name) for cx in assoc.rejected_contexts}) or ["(none)"]
         return AssociationRejected(
@@ -234,7 +235,7 @@ def _assoc_error(assoc: Association, remote: RemoteAE, trace: _Trace, settings: 
         )
     return AssociationAborted(
         f"{remote} did not accept the association within {settings.network.acse_timeout:g} s "
-        "(no A-ASSOCIATE response, or the connection was closed)"
+        f"(no A-ASSOCIATE response, or the connection was closed){hint}"
     )
 
 
@@ -279,7 +280,8 @@ def open_association(
             max_pdu=settings.network.max_pdu_receive, evt_handlers=handlers, **kwargs,
         )
         if not assoc.is_established:
-            raise _assoc_error(assoc, remote, trace, settings, tls_trace.error if tls_trace else None)
+            raise _assoc_error(assoc, remote, trace, settings, tls_used=tls_trace is not None,
+                               tls_error=tls_trace.error if tls_trace else None)
         _cap_send_pdu(assoc, settings.network.max_pdu_send)
         LOG.debug("association to %s established", remote)
         try:

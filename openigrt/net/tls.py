@@ -67,6 +67,8 @@ _REASON_WORDS: Final = (
     ("CERTIFICATE_REQUIRED", "{peer} requires a certificate from us and we sent none (tls.certificate)"),
     ("CERTIFICATE_EXPIRED", "{peer} says our certificate (tls.certificate) has expired"),
     ("BAD_CERTIFICATE", "{peer} refused our certificate (tls.certificate)"),
+    ("UNSUPPORTED_CERTIFICATE", "{peer} refused our certificate for this role (tls.certificate: a server needs "
+                                "extendedKeyUsage serverAuth, a client clientAuth)"),
     ("NO_SHARED_CIPHER", "no cipher suite in common (TLS 1.2: only the BCP 195 AEAD suites)"),
     ("HANDSHAKE_FAILURE", "no common TLS version or cipher suite"),
     ("UNSUPPORTED_PROTOCOL", "no common TLS version (we require TLS 1.2 or later)"),
@@ -164,7 +166,8 @@ def describe_failure(exc: BaseException, peer: str = "the server") -> str:
     if isinstance(exc, TimeoutError):
         return "no TLS handshake within the timeout"
     if isinstance(exc, OSError):
-        return f"the connection was lost during the TLS handshake ({exc.strerror or exc})"
+        hint = ": a plain DICOM port, or it refused our TLS version, ciphers or certificate" if peer == "the server" else ""
+        return f"{peer} closed the connection during the TLS handshake ({exc.strerror or exc}){hint}"
     return str(exc)
 
 

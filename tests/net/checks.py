@@ -23,13 +23,13 @@ def lean_echo(t: Target) -> bool:
         return False
 
 
-def service_works(t: Target) -> list[str]:
-    """DCMTK echoscu and storescu (a real CT) against the target; the problems found."""
+def service_works(t: Target, dcmtk_args: tuple[str, ...] = ()) -> list[str]:
+    """DCMTK echoscu and storescu (a real CT) against the target (*dcmtk_args*: e.g. ``+tls ...``); the problems."""
     problems = []
-    cp = run(["echoscu", "-aet", CALLING, "-aec", t.ae_title, "127.0.0.1", str(t.port)], timeout=30)
+    cp = run(["echoscu", "-aet", CALLING, "-aec", t.ae_title, *dcmtk_args, "127.0.0.1", str(t.port)], timeout=30)
     if cp.returncode != 0:
         problems.append(f"echoscu failed: {cp.stdout[-500:]} {cp.stderr[-500:]}")
-    cp = storescu(t.ae_title, t.port, [REAL_CT], calling_ae=CALLING, check=False)
+    cp = storescu(t.ae_title, t.port, [REAL_CT], calling_ae=CALLING, check=False, extra_args=dcmtk_args)
     if cp.returncode != 0:
         problems.append(f"storescu failed: {cp.stdout[-500:]} {cp.stderr[-500:]}")
     return problems
