@@ -69,6 +69,8 @@ Modules
 ``net.pdu``            PS3.8 PDUs by hand: A-ASSOCIATE-RQ parsing, context negotiation, AC/RJ/ABORT
 ``net.command``        DIMSE command sets by hand: parse a request, encode a C-STORE/C-ECHO response
 ``net.connections``    acceptor limits (``[network]``), pending vs associated connections, eviction
+``net.tls``            DICOM TLS (BCP 195 profile): server/client ``ssl`` contexts, the acceptor's
+                       handshake hook, pynetdicom ``tls_args``, error words (``[tls]``)
 ``net.scp``            Storage + Verification SCP: access policy (NET-9) and C-STORE handling (NET-8)
 ``net.header``         structure walk and index header of an encoded data set (no full decode)
 ``net.cache``          durable cache: atomic write + SQLite (WAL) index
