@@ -1,6 +1,6 @@
 """Simulated verification CBCT with a known setup error (SPEC SIM-3, 3D).
 
-The planning CT is resampled through the setup error ``T`` (**reference → verification patient
+The planning CT, without its own couch, is resampled through the setup error ``T`` (**reference → verification patient
 mm**: a voxel at verification position ``x`` shows the CT at ``T⁻¹(x)``, so a fiducial at ``p``
 in the CT appears at ``T(p)`` in the CBCT) onto an axial CBCT grid centred on the machine
 isocenter (the INITLASERISO point, verification coordinates), then degraded the way CBCTs are:
@@ -10,7 +10,12 @@ isocenter (the INITLASERISO point, verification coordinates), then degraded the 
   gradient,
 * correlated Gaussian noise,
 * a cylindrical field of view (diameter ``fov_diameter_mm``; outside = ``fill_value``) and a
-  limited length (the grid's z extent).
+  limited length (the grid's z extent),
+* the linac's treatment couch under the patient (:mod:`openigrt.sim.treatment_couch`; it does
+  not follow the setup rotation).
+
+This is ``--cbct-model fast``; :mod:`openigrt.sim.cbct_fdk` (``fdk``) makes the CBCT from
+simulated projections and an FDK reconstruction instead.
 
 All parameters are in :class:`CbctParams`; same inputs and seed → identical volume.
 
@@ -33,6 +38,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.geometry.volume import Volume
+from openigrt.sim.treatment_couch import CouchPlacement, CouchSpec, TreatmentCouch, place_treatment_couch, remove_ct_couch
 
 __all__ = ["CbctParams", "simulate_cbct", "cbct_grid"]
 
@@ -135,8 +141,22 @@ def _resample(ct: Volume, grid: Volume, setup_error: RigidTransform) -> NDArray[
     return sitk.GetArrayFromImage(out)
 
 
+def _paint_couch(hu: NDArray[np.float32], grid: Volume, couch: TreatmentCouch, placement: CouchPlacement) -> None:
+    """Mix the couch's CT numbers into the resampled CBCT, slice by slice (anti-aliased edges)."""
+    nz, ny, nx = grid.shape
+    jj, ii = np.mgrid[0:ny, 0:nx]
+    voxel = float(min(grid.spacing_mm))
+    for k in range(nz):
+        pts = grid.index_to_patient_mm(np.column_stack([ii.ravel(), jj.ravel(), np.full(ii.size, k)]))
+        c = couch.hu(pts, placement, voxel_mm=voxel).reshape(ny, nx)
+        inside = c > -999.0
+        hu[k][inside] = np.maximum(hu[k][inside], c[inside]).astype(np.float32)
+
+
 def simulate_cbct(ct: Volume, *, setup_error: RigidTransform, isocenter_mm: ArrayLike,
-                  params: CbctParams = CbctParams(), seed: int = 0) -> Volume:
+                  params: CbctParams = CbctParams(), seed: int = 0, patient_position: str = "HFS",
+                  planned_isocenter_mm: ArrayLike | None = None, ct_couch: CouchSpec = "auto",
+                  treatment_couch: TreatmentCouch | None = TreatmentCouch()) -> Volume:
     """Verification CBCT (int16 HU) of the patient displaced by ``setup_error`` (SPEC SIM-3).
 
     Parameters
@@ -152,11 +172,24 @@ def simulate_cbct(ct: Volume, *, setup_error: RigidTransform, isocenter_mm: Arra
         Grid and degradations.
     seed
         Seed of the noise.
+    patient_position, planned_isocenter_mm
+        Of the plan (the planned isocenter defaults to ``isocenter_mm``): where "down" is and
+        where the patient rests on the couch.
+    ct_couch, treatment_couch
+        Where the planning CT's couch is (removed before resampling; see
+        :mod:`openigrt.sim.treatment_couch`) and the linac couch painted under the displaced
+        patient in verification coordinates (translated with the setup, never rotated; None: no couch).
     """
     from scipy import ndimage
 
     grid = cbct_grid(isocenter_mm, params)
-    hu = _resample(ct, grid, setup_error)
+    patient = remove_ct_couch(ct, ct_couch)
+    hu = _resample(patient, grid, setup_error)
+    if treatment_couch is not None:
+        planned = isocenter_mm if planned_isocenter_mm is None else planned_isocenter_mm
+        placement = place_treatment_couch(patient, setup_error=setup_error, patient_position=patient_position,
+                                          planned_isocenter_mm=planned, initlaseriso_mm=isocenter_mm)
+        _paint_couch(hu, grid, treatment_couch, placement)
     if params.blur_mm > 0:
         hu = ndimage.gaussian_filter(hu, params.blur_mm / np.array(grid.spacing_mm[::-1]), mode="nearest")
     nz, ny, nx = hu.shape

@@ -116,7 +116,28 @@ class DrrRenderer:
             raise ValueError(f"a DRR needs at least 2 voxels along every axis, got shape {volume.shape}")
         self.volume = volume
         self.attenuation = attenuation
-        self.mu = np.ascontiguousarray(attenuation.mu(volume.array))
+        self._prepare(attenuation.mu(volume.array))
+
+    @classmethod
+    def from_mu(cls, volume: Volume, mu: NDArray[np.floating], *, attenuation: AttenuationModel | None = None) -> DrrRenderer:
+        """A renderer of any non-negative attenuation map ``mu`` (per mm) on the grid of ``volume``.
+
+        For line integrals of derived quantities (material channels of a polyenergetic model, a
+        couch model); ``attenuation`` only labels the renderer (default: the kV preset).
+        """
+        m = np.asarray(mu)
+        if m.shape != volume.shape:
+            raise ValueError(f"mu has shape {m.shape}, the grid {volume.shape}")
+        if min(volume.shape) < 2:
+            raise ValueError(f"a DRR needs at least 2 voxels along every axis, got shape {volume.shape}")
+        self = cls.__new__(cls)
+        self.volume = volume
+        self.attenuation = attenuation or KV_ATTENUATION
+        self._prepare(np.maximum(m, 0.0).astype(np.float32))
+        return self
+
+    def _prepare(self, mu: NDArray[np.float32]) -> None:
+        self.mu = np.ascontiguousarray(mu, dtype=np.float32)
         self.occupancy = _occupancy(self.mu)
         self.empty_runs = _empty_runs(self.occupancy)
         self.box_lo, self.box_hi = _support_box(self.occupancy, self.mu.shape)
