@@ -19,6 +19,7 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("net_bench.py", ()),
     ("archive_bench.py", ()),
     ("drr_bench.py", ()),
+    ("cbct_bench.py", ()),
     ("iod_bench.py", ()),
     ("plan_bench.py", ()),
     ("match_bench.py", ("--write-readme",)),

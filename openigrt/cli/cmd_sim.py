@@ -100,11 +100,14 @@ def _parse_shift(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise (and of --random-shift).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
 @click.option("--frame-of-reference", "for_uid", default=None, help="Session Frame of Reference UID (default: new).")
+@click.option("--cbct-model", "cbct_model", type=click.Choice(["fast", "fdk"]), default="fast", show_default=True,
+              help="For cbct: fast = image-domain model (~1 s); fdk = projections over the arc (bow-tie, beam "
+              "hardening, scatter, noise) reconstructed by RTK's FDK (~20 s to load RTK, then the scan).")
 @click.option("--json", "as_json", is_flag=True, help="Print truth.json on stdout.")
 @common_options
 def acquire_command(*, settings: Settings, kind: str, plan_path: Path, ct_path: Path, beams: tuple[int, ...],
                     shift: Any, random_shift: str | None, seed: int, out: Path, for_uid: str | None,
-                    as_json: bool) -> int:
+                    cbct_model: str, as_json: bool) -> int:
     """Simulate kV/MV images or a CBCT of the plan's patient with a known setup error (SIM-3).
 
     Writes RT Images (kv, mv) or verification CT slices + isocenter structure set (cbct) to OUT,
@@ -133,7 +136,7 @@ def acquire_command(*, settings: Settings, kind: str, plan_path: Path, ct_path: 
         ct = read_ct_series(ct_files)
         result = acquire(kind=kind, plan_dataset=plan_ds, ct_volume=ct.volume, beam_numbers=beams, shift=shift,
                          out_dir=out, settings=settings, seed=seed, frame_of_reference_uid=for_uid,
-                         progress=lambda msg: status.update(msg))
+                         cbct_model=cbct_model, progress=lambda msg: status.update(msg))
     if as_json:
         print_json(result.truth)
         return EXIT_OK

@@ -15,6 +15,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.progress import Progress
     from rich.table import Table
 
+CBCT_MODEL_HELP = ("Virtual CBCT: fast = image-domain model (resampled CT + documented degradations, ~1 s); "
+                   "fdk = projections over the arc with beam hardening, scatter and noise, reconstructed by "
+                   "RTK's FDK (~20 s to load RTK once, then the scan; see benchmarks/cbct_bench.py).")
 MATCH_CHOICES = ["2d", "2d2d", "marker", "3d3d", "all"]
 ALL_MATCHES = ("2d", "2d2d", "marker", "3d3d")
 
@@ -124,10 +127,12 @@ def _fmt_couch(c: dict[str, float] | None) -> str:
 @click.option("--decision", type=click.Choice(["accept", "ask", "web"]), default="accept", show_default=True,
               help="What to do with each proposed match (web = review workstation in the browser, see "
               "`openigrt review`; ask = terminal prompt).")
+@click.option("--cbct-model", "cbct_model", type=click.Choice(["fast", "fdk"]), default="fast", show_default=True,
+              help=CBCT_MODEL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @common_options
 def demo_command(*, settings: Settings, workdir: Path | None, match: tuple[str, ...], seed: int, small: bool,
-                 decision: str, as_json: bool) -> int:
+                 decision: str, cbct_model: str, as_json: bool) -> int:
     """A whole fraction on the built-in phantom against an embedded archive on loopback."""
     from openigrt.workflow.demo import run_demo
 
@@ -136,7 +141,7 @@ def demo_command(*, settings: Settings, workdir: Path | None, match: tuple[str, 
     with _progress() as progress:
         decide = _decider(decision, None, session_dir=workdir / "session", settings=settings, progress=progress)
         result = run_demo(settings=settings, workdir=workdir, match_types=_match_types(match), seed=seed, small=small,
-                          on_event=_ProgressSink(progress), decide=decide)
+                          on_event=_ProgressSink(progress), decide=decide, cbct_model=cbct_model)
     if as_json:
         print_json({"ok": result.ok, "workdir": str(result.workdir), "matches": result.rows,
                     "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]})
@@ -211,12 +216,14 @@ def _decider(mode: str, adjust: tuple[float, float, float] | None, *, session_di
 @click.option("--stop-after", type=click.Choice(["load", "validate", "acquire", "match"]), default=None,
               help="Stop after this step (resume later on the same --workdir).")
 @click.option("--no-store", is_flag=True, help="Do not close the fraction (store nothing) in this run.")
+@click.option("--cbct-model", "cbct_model", type=click.Choice(["fast", "fdk"]), default="fast", show_default=True,
+              help=CBCT_MODEL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the session summary as JSON.")
 @common_options
 def session_command(*, settings: Settings, plan_uid: str, study_uid: str | None, series_uid: str | None,
                     reference_uid: tuple[str, ...], workdir: Path | None, match: tuple[str, ...], source: str,
                     acquired: tuple[Path, ...], seed: int, receive_timeout: float, decision: str, adjust: str | None,
-                    stop_after: str | None, no_store: bool, as_json: bool) -> int:
+                    stop_after: str | None, no_store: bool, cbct_model: str, as_json: bool) -> int:
     """A fraction against a real TMS: load by plan UID, validate, acquire, match, review, store."""
     from openigrt.net.tms import open_tms
     from openigrt.workflow.fraction import Fraction, FractionOptions, match_summary
@@ -228,12 +235,12 @@ def session_command(*, settings: Settings, plan_uid: str, study_uid: str | None,
     options = FractionOptions(match_types=_match_types(match), source=source, acquired_paths=acquired, seed=seed,
                               reference_uids=reference_uid, study_instance_uid=study_uid,
                               series_instance_uid=series_uid, receive_timeout_s=receive_timeout,
-                              stop_after=stop_after, store=not no_store)
+                              stop_after=stop_after, store=not no_store, cbct_model=cbct_model)
     with open_tms(settings) as client, _progress() as progress:
         decide = _decider(decision, adjustment, session_dir=Path(workdir).resolve(), settings=settings,
                           progress=progress)
         fraction = Fraction(settings=settings, client=client, workdir=workdir, plan_uid=plan_uid, options=options,
-                            on_event=_ProgressSink(progress), decide=decide)
+                            on_event=_ProgressSink(progress), decide=decide, cbct_model=cbct_model)
         state = fraction.run()
     rows = match_summary(state)
     if as_json:

@@ -8,13 +8,19 @@ point, in verification coordinates) looks at anatomy that sits at ``T(p)``. The 
 line integral comes from :class:`~openigrt.sim.drr.DrrRenderer`; then the image is made to differ
 from the reference DRR the way a real flat-panel image does:
 
-1. primary fluence ``N_p = N_0 · heel(col) · exp(−∫μ ds)`` (``N_0`` photons per pixel = dose);
-2. scatter: ``S = SPR · G_σs * N_p`` (low-frequency Gaussian kernel, scatter-to-primary ratio);
+1. primary fluence ``N_p = N_0 · heel(col) · exp(−∫μ ds)`` (``N_0`` photons per pixel = dose;
+   the anode heel effect from the tungsten self-filtration of the anode,
+   :func:`~openigrt.sim.xray.heel_profile`: ~10 % less fluence on the anode side of the panel);
+2. scatter, a smooth additive field depending on the object's thickness
+   (:func:`~openigrt.sim.xray.scatter_field`): every pixel scatters ``∝ N_0 τ e^{−τ}`` into a wide
+   Gaussian kernel, scaled so that the scatter-to-primary ratio is ``scatter_to_primary`` behind
+   200 mm of water (thicker → more, thinner → less);
 3. quantum noise: Poisson counts of ``N_p + S`` (seeded);
 4. detector blur (Gaussian PSF, after the noise, so the noise is correlated as in a scintillator);
 5. electronic noise (Gaussian, counts);
-6. log conversion ``v = ln(N_0 / max(N, 1))`` (bright = attenuating, like a processed kV image) and
-   an intensity response ``gain · v^gamma + offset``.
+6. log conversion ``v = ln(N_0 / max(N, 1))`` (bright = attenuating, like a processed kV image;
+   no flood correction of the heel, which therefore shows as a gentle gradient) and an intensity
+   response ``gain · v^gamma + offset``.
 
 Everything is parameterised by :class:`ImagingParams` (presets :data:`KV_IMAGING`,
 :data:`MV_IMAGING`) and a seed; same inputs and seed → identical image.
@@ -40,6 +46,7 @@ from numpy.typing import NDArray
 from openigrt.geometry.projection import ProjectionGeometry
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.sim.drr import KV_ATTENUATION, MV_ATTENUATION, AttenuationModel, DrrRenderer
+from openigrt.sim.xray import REFERENCE_WATER_MM, detect, heel_profile, scatter_field
 
 __all__ = ["ImagingParams", "KV_IMAGING", "MV_IMAGING", "Projection", "acquire_projection", "degrade"]
 
@@ -55,26 +62,33 @@ class ImagingParams:
     photons_per_pixel
         Unattenuated quanta per pixel ``N_0`` (sets the quantum noise; "dose").
     scatter_to_primary
-        Scatter-to-primary ratio of the low-frequency scatter term.
+        Scatter-to-primary ratio behind :data:`~openigrt.sim.xray.REFERENCE_WATER_MM` (200 mm) of
+        water; it grows with the object's thickness (kV default 0.3: a panel with an anti-scatter
+        grid; without one a pelvis reaches 1–3).
     scatter_sigma_mm
         Gaussian width of the scatter kernel, receptor-plane mm.
     blur_sigma_px
         Detector PSF (Gaussian), pixels.
     electronic_noise
         Standard deviation of additive electronic noise, quanta.
-    heel_effect
-        Relative fluence change from the first to the last column (anode heel; 0 = none).
+    anode_angle_deg, heel_self_filtration
+        Anode heel effect: the target angle and ``κ = μ_W · d`` (tungsten attenuation at the
+        beam's mean energy × mean depth of photon production, ~11.5 mm⁻¹ × 3 µm); 0 = no heel.
+    heel_anode_at_last_column
+        The anode side of the tube is towards the last column (else the first).
     gain, offset, gamma
         Intensity response applied to the log image ``v``: ``gain · v^gamma + offset``.
     """
 
     attenuation: AttenuationModel = KV_ATTENUATION
     photons_per_pixel: float = 3000.0
-    scatter_to_primary: float = 0.25
-    scatter_sigma_mm: float = 30.0
+    scatter_to_primary: float = 0.3
+    scatter_sigma_mm: float = 40.0
     blur_sigma_px: float = 1.0
     electronic_noise: float = 3.0
-    heel_effect: float = 0.08
+    anode_angle_deg: float = 14.0
+    heel_self_filtration: float = 0.035
+    heel_anode_at_last_column: bool = True
     gain: float = 1.0
     offset: float = 0.0
     gamma: float = 1.0
@@ -82,9 +96,12 @@ class ImagingParams:
     def __post_init__(self) -> None:
         if self.photons_per_pixel <= 0:
             raise ValueError(f"photons_per_pixel must be > 0, got {self.photons_per_pixel}")
-        for name in ("scatter_to_primary", "scatter_sigma_mm", "blur_sigma_px", "electronic_noise"):
+        for name in ("scatter_to_primary", "scatter_sigma_mm", "blur_sigma_px", "electronic_noise",
+                     "heel_self_filtration"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ImagingParams.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.anode_angle_deg < 90:
+            raise ValueError(f"ImagingParams.anode_angle_deg must be in (0, 90), got {self.anode_angle_deg}")
         if self.gamma <= 0:
             raise ValueError(f"ImagingParams.gamma must be > 0, got {self.gamma}")
 
@@ -97,7 +114,7 @@ class ImagingParams:
 KV_IMAGING = ImagingParams()
 #: MV portal image (6 MV, EPID): low contrast, more blur, no heel effect.
 MV_IMAGING = ImagingParams(attenuation=MV_ATTENUATION, photons_per_pixel=800.0, scatter_to_primary=0.1,
-                           scatter_sigma_mm=50.0, blur_sigma_px=1.5, electronic_noise=2.0, heel_effect=0.0)
+                           scatter_sigma_mm=50.0, blur_sigma_px=1.5, electronic_noise=2.0, heel_self_filtration=0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,21 +163,20 @@ def acquire_projection(renderer: DrrRenderer, geometry: ProjectionGeometry, *, s
 def degrade(line_integral: NDArray[np.float32], geometry: ProjectionGeometry, *, params: ImagingParams,
             seed: int) -> NDArray[np.float32]:
     """Steps 1-6 of the module docstring on a line-integral image; returns float32 ``(rows, cols)``."""
-    from scipy import ndimage
-
     rng = np.random.default_rng(seed)
     rows, cols = line_integral.shape
     n0 = params.photons_per_pixel
-    heel = 1.0 + params.heel_effect * (np.linspace(0.5, -0.5, cols)[None, :])
-    primary = n0 * heel * np.exp(-line_integral.astype(np.float64))
+    heel = heel_profile(cols, geometry.pixel_spacing_mm[1], geometry.sid_mm, anode_angle_deg=params.anode_angle_deg,
+                        self_filtration=params.heel_self_filtration,
+                        anode_at_high_index=params.heel_anode_at_last_column)[None, :]
+    transmission = np.exp(-line_integral.astype(np.float64))
+    expected = n0 * heel * transmission
     if params.scatter_to_primary > 0:
         sigma_px = params.scatter_sigma_mm / np.asarray(geometry.pixel_spacing_mm)
-        primary = primary + params.scatter_to_primary * ndimage.gaussian_filter(primary, sigma_px, mode="nearest")
-    counts = rng.poisson(primary).astype(np.float64)
-    if params.blur_sigma_px > 0:
-        counts = ndimage.gaussian_filter(counts, params.blur_sigma_px, mode="nearest")
-    if params.electronic_noise > 0:
-        counts += rng.normal(0.0, params.electronic_noise, counts.shape)
+        tau_ref = params.attenuation.mu_water_per_mm * REFERENCE_WATER_MM
+        expected = expected + scatter_field(transmission, n0 * heel, scatter_to_primary=params.scatter_to_primary,
+                                            reference_attenuation=tau_ref, sigma_px=(float(sigma_px[0]), float(sigma_px[1])))
+    counts = detect(expected, rng, electronic_noise=params.electronic_noise, blur_sigma_px=params.blur_sigma_px)
     v = np.log(n0 / np.maximum(counts, 1.0))
     v = np.maximum(v, 0.0) ** params.gamma if params.gamma != 1.0 else v
     return (params.gain * v + params.offset).astype(np.float32)

@@ -28,7 +28,7 @@ cylindrical field of view), but made the way a linac's kV imager makes it:
    short scan, displaced-detector weights for the half fan, ``rtk.FDKConeBeamReconstructionFilter``
    (Hann-apodised ramp) straight onto the CBCT grid, whose patient axes are given to RTK as the
    image direction (PatientToFixed at INITLASERISO). μ → HU with the water μ of this beam behind
-   200 mm of water (a CBCT's water calibration), so beam hardening and scatter leave cupping and a
+   200 mm of water, its scatter included (a CBCT's water calibration), so beam hardening and scatter leave cupping and a
    real CBCT's HU error; truncation, cone-beam and view-sampling artefacts and marker streaks come
    from the physics, not from a recipe.
 
@@ -283,8 +283,10 @@ def _beam(scan: CbctScan, physics: CbctPhysics) -> _Beam:
     centre = signal[int(np.argmin(np.abs(x_iso)))]
     mu_w = mu_per_mm("water")
     t_ref = float((centre * np.exp(-mu_w * REFERENCE_WATER_MM)).sum() / centre.sum())
-    return _Beam(physics.decomposition.channel_mu(), signal, flood, -np.log(t_ref),
-                 -np.log(t_ref) / REFERENCE_WATER_MM)
+    tau_ref = -np.log(t_ref)
+    # water calibration as on a 200 mm water cylinder: its scatter lowers the measured attenuation
+    mu_cal = (tau_ref - np.log1p(physics.scatter_to_primary)) / REFERENCE_WATER_MM
+    return _Beam(physics.decomposition.channel_mu(), signal, flood, tau_ref, mu_cal)
 
 
 @dataclass(frozen=True, eq=False)
@@ -473,7 +475,8 @@ def simulate_cbct_fdk(ct: Volume, *, setup_error: RigidTransform, isocenter_mm: 
     if treatment_couch is not None:
         placement = place_treatment_couch(patient, setup_error=setup_error, patient_position=patient_position,
                                           planned_isocenter_mm=planned, initlaseriso_mm=isocenter_mm)
-        couch_grid = couch_volume(treatment_couch, placement, length_mm=params.length_mm + 260.0)
+        couch_grid = couch_volume(treatment_couch, placement, length_mm=params.length_mm + 260.0,
+                                  spacing_mm=(4.0, 1.0, 20.0))
     geometries = scan_geometries(scan, isocenter_mm=isocenter_mm, patient_position=patient_position,
                                  patient_support_angle_deg=patient_support_angle_deg)
     t1 = time.perf_counter()

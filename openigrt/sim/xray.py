@@ -251,8 +251,9 @@ def smooth(image: NDArray[np.float64], sigma_px: tuple[float, float]) -> NDArray
     rows, cols = image.shape
     if f == 1 or rows < 4 * f or cols < 4 * f:
         return ndimage.gaussian_filter(image, sigma_px, mode="nearest")
-    r, c = rows // f * f, cols // f * f
-    small = image[:r, :c].reshape(r // f, f, c // f, f).mean(axis=(1, 3))
+    r, c = -(-rows // f) * f, -(-cols // f) * f
+    padded = np.pad(image, ((0, r - rows), (0, c - cols)), mode="edge")
+    small = padded.reshape(r // f, f, c // f, f).mean(axis=(1, 3))
     small = ndimage.gaussian_filter(small, (sigma_px[0] / f, sigma_px[1] / f), mode="nearest")
     # block centres sit at (f - 1) / 2 + f * n in full-resolution pixels
     yy = np.clip((np.arange(rows) - (f - 1) / 2) / f, 0, small.shape[0] - 1)

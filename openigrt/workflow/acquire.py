@@ -58,14 +58,20 @@ from openigrt.iod.build import (
 from openigrt.iod.rt_plan import Beam, RTPlan
 from openigrt.sim.acquire import KV_IMAGING, MV_IMAGING, acquire_projection
 from openigrt.sim.cbct import CbctParams, simulate_cbct
+from openigrt.sim.treatment_couch import CouchSpec
 from openigrt.sim.drr import KV_ATTENUATION, MV_ATTENUATION, DrrRenderer
 from openigrt.uids import new_uid
 
-__all__ = ["TableTopShift", "AcquisitionResult", "acquire", "rt_image_geometry", "parse_shift", "KINDS",
+__all__ = ["TableTopShift", "AcquisitionResult", "acquire", "rt_image_geometry", "parse_shift", "KINDS", "CBCT_MODELS",
            "PIXEL_SCALE", "DEFAULT_JAWS_MM"]
 
 #: What ``openigrt acquire`` can simulate.
 KINDS = ("kv", "mv", "cbct")
+#: CBCT simulations: ``fast`` = image-domain model (sim.cbct), ``fdk`` = projections + FDK by RTK
+#: (sim.cbct_fdk). ``fast`` is the default: the fdk model needs ~20 s to load RTK in each new process
+#: plus its projections and reconstruction (benchmarks/cbct_bench.py).
+CBCT_MODELS = ("fast", "fdk")
+DEFAULT_CBCT_MODEL = "fast"
 #: Stored pixel value per unit of the simulated log image (line integral); Rescale Slope = 1 / this.
 PIXEL_SCALE = 5000.0
 #: Jaws (ASYMX, ASYMY) written when the plan beam has none, mm at the isocenter plane.
@@ -212,6 +218,8 @@ def acquire(
     seed: int = 0,
     frame_of_reference_uid: str | None = None,
     cbct_params: CbctParams | None = None,
+    cbct_model: str = DEFAULT_CBCT_MODEL,
+    ct_couch: CouchSpec = "auto",
     progress: Callable[[str], None] | None = None,
     content_datetime: datetime | None = None,
 ) -> AcquisitionResult:
@@ -229,6 +237,12 @@ def acquire(
         The setup error in table-top terms.
     frame_of_reference_uid
         The session's Frame of Reference (default: a new UID).
+    cbct_model
+        One of :data:`CBCT_MODELS`.
+    ct_couch
+        Where the planning CT's couch is (removed from the CBCT, which shows the treatment couch
+        instead): a mask on the CT grid, a callable on patient points, ``"auto"`` (outside the body)
+        or None (keep it); see :mod:`openigrt.sim.treatment_couch`.
 
     Raises
     ------
@@ -237,6 +251,8 @@ def acquire(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if cbct_model not in CBCT_MODELS:
+        raise ValueError(f"CBCT model must be one of {CBCT_MODELS}, got {cbct_model!r}")
     if not beam_numbers:
         raise PreconditionError("give at least one --beam")
     plan = RTPlan.from_dataset(plan_dataset, creator_prefix=settings.private_creator)
@@ -256,7 +272,8 @@ def acquire(
         if len(contexts) != 1:
             raise PreconditionError("a CBCT acquisition images one beam (the CBCT setup beam)")
         files, extra = _acquire_cbct(plan_dataset, ct_volume, contexts[0], transform, session_for, out_dir,
-                                     settings, seed, cbct_params or CbctParams(), when, say)
+                                     settings, seed, cbct_params or CbctParams(), when, say,
+                                     _CbctModel(cbct_model, ct_couch))
     else:
         files, extra = _acquire_projections(kind, plan_dataset, ct_volume, contexts, transform, session_for,
                                             out_dir, settings, seed, when, say)
@@ -321,12 +338,40 @@ def _collimator(beam: Beam) -> float:
     return float(cp.beam_limiting_device_angle_deg or 0.0) if cp else 0.0
 
 
+@dataclass(frozen=True)
+class _CbctModel:
+    name: str
+    ct_couch: Any
+
+
+def _simulate_cbct(ct: Volume, context: tuple[Beam, Any, str], transform: RigidTransform, seed: int,
+                   params: CbctParams, model: _CbctModel) -> tuple[Volume, dict[str, Any]]:
+    beam, iso, position = context
+    couch_angle = float(beam.patient_support_angle_deg or 0.0)
+    if model.name == "fdk":
+        from openigrt.sim.cbct_fdk import CbctScan, simulate_cbct_fdk
+
+        scan = CbctScan()
+        r = simulate_cbct_fdk(ct, setup_error=transform, isocenter_mm=iso, params=params, scan=scan, seed=seed,
+                              patient_position=position, ct_couch=model.ct_couch, patient_support_angle_deg=couch_angle)
+        return r.volume, {"model": "fdk", "scan": {"fan": scan.fan, "views": scan.views, "arc_deg": scan.arc,
+                                                   "kvp": scan.kvp, "mas": scan.mas},
+                          "fov_radius_mm": r.fov_radius_mm, "timing_s": {"projections": round(r.projections_s, 3),
+                                                                         "reconstruction": round(r.reconstruction_s, 3),
+                                                                         "rtk_load": round(r.rtk_load_s, 3)}}
+    volume = simulate_cbct(ct, setup_error=transform, isocenter_mm=iso, params=params, seed=seed,
+                           patient_position=position, ct_couch=model.ct_couch)
+    return volume, {"model": "fast"}
+
+
 def _acquire_cbct(plan_ds: Dataset, ct: Volume, context: tuple[Beam, Any, str], transform: RigidTransform,
                   session_for: str, out_dir: Path, settings: Settings, seed: int, params: CbctParams,
-                  when: datetime, say: Callable[[str], None]) -> tuple[list[Path], dict[str, Any]]:
+                  when: datetime, say: Callable[[str], None],
+                  model: _CbctModel = _CbctModel(DEFAULT_CBCT_MODEL, "auto")) -> tuple[list[Path], dict[str, Any]]:
     beam, iso, position = context
-    say(f"simulating CBCT of beam {beam.beam_number} ({params.columns}x{params.columns}x{params.slices})")
-    volume = simulate_cbct(ct, setup_error=transform, isocenter_mm=iso, params=params, seed=seed)
+    say(f"simulating CBCT ({model.name}) of beam {beam.beam_number} "
+        f"({params.columns}x{params.columns}x{params.slices})")
+    volume, how = _simulate_cbct(ct, context, transform, seed, params, model)
     vrt, lng, lat = _table_top(beam)
     couch = CouchPosition(table_height_mm=-vrt, table_top_longitudinal_position_mm=lng,
                           table_top_lateral_position_mm=lat,
@@ -348,7 +393,7 @@ def _acquire_cbct(plan_ds: Dataset, ct: Volume, context: tuple[Beam, Any, str], 
                             "isocenter_structure_set_uid": str(rs.SOPInstanceUID),
                             "grid": {"shape_zyx": list(volume.shape), "origin_mm": list(volume.origin_mm),
                                      "spacing_mm": list(volume.spacing_mm)},
-                            "params": {k: getattr(params, k) for k in params.__dataclass_fields__}}}
+                            "params": {k: getattr(params, k) for k in params.__dataclass_fields__}} | how}
 
 
 def _truth(kind: str, plan: RTPlan, iso: Any, position: str, shift: TableTopShift, transform: RigidTransform,

@@ -90,7 +90,8 @@ def accuracy_checks(rows: list[dict[str, Any]]) -> list[Check]:
 
 def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...], seed: int = 0, small: bool = False,
              on_event: Callable[[FractionEvent], None] | None = None,
-             decide: Callable[[MatchOutcome, MatchRecord], Decision] | None = None) -> DemoResult:
+             decide: Callable[[MatchOutcome, MatchRecord], Decision] | None = None,
+             cbct_model: str = "fast") -> DemoResult:
     """Run the demo in *workdir* (created; re-running resumes the same session).
 
     *decide* is the fraction's decision callback (default: accept every match as proposed).
@@ -119,7 +120,8 @@ def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...],
         archive.add_destination(RemoteAE(node.local.ae_title, LOOPBACK, port))
         client = DicomClient(node)
         fraction = Fraction(settings=node, client=client, workdir=workdir / "session", plan_uid=plan_uid,
-                            options=FractionOptions(match_types=match_types, seed=seed), on_event=say, decide=decide)
+                            options=FractionOptions(match_types=match_types, seed=seed, cbct_model=cbct_model),
+                            on_event=say, decide=decide)
         state = fraction.run()
         checks = _arrival_checks(client, state, say)
     rows = match_summary(state)

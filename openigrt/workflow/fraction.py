@@ -136,6 +136,7 @@ class FractionOptions:
     receive_timeout_s: float = 300.0
     stop_after: str | None = None
     store: bool = True
+    cbct_model: str = "fast"
 
     def __post_init__(self) -> None:
         bad = [m for m in self.match_types if m not in MATCH_TYPES]
@@ -147,6 +148,8 @@ class FractionOptions:
             raise WorkflowError("file mode needs the acquired image files (--acquired PATH...)")
         if self.stop_after is not None and self.stop_after not in STEPS:
             raise WorkflowError(f"--stop-after must be one of {', '.join(STEPS)}, got {self.stop_after!r}")
+        if self.cbct_model not in ("fast", "fdk"):
+            raise WorkflowError(f"--cbct-model must be fast or fdk, got {self.cbct_model!r}")
 
 
 class FractionFailed(WorkflowError):
@@ -321,7 +324,7 @@ class Fraction:
         ct = read_ct_series([str(p) for p in loaded.ct_paths])
         result = acquire(kind=kind, plan_dataset=read_file(loaded.plan_path).dataset, ct_volume=ct.volume,
                          beam_numbers=beams, shift=shift, out_dir=out, settings=self.settings,
-                         seed=self.options.seed + (1 if kind == "cbct" else 0),
+                         seed=self.options.seed + (1 if kind == "cbct" else 0), cbct_model=self.options.cbct_model,
                          progress=lambda msg: self._say("acquire", msg))
         return Acquisition(kind, kind, beams, tuple(str(p) for p in result.files), truth=str(result.truth_path),
                            source="virtual")
