@@ -25,7 +25,6 @@ Usage: ``python benchmarks/net_bench.py [--runs 5] [--slices 200] [--only receiv
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -35,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -336,119 +334,6 @@ def bench_load_archive(files: list[Path], study: str, series: str, uids: list[st
     return out
 
 
-# --------------------------------------------------------------------------- (d) TLS
-def _tls_configs(files: list[Path], work: Path, pki: Any) -> dict[str, Callable[[int], float]]:
-    """name -> one timed run, for every (d) configuration."""
-    server_dcmtk, client_dcmtk = pki.dcmtk(cert="server", key="server"), pki.dcmtk()
-    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-
-    def receive(name: str, start: Callable[[Path, list[str]], Peer], tls: bool) -> Callable[[int], float]:
-        def one(i: int) -> float:
-            d = work / f"tls-recv-{name.split()[0]}-{i}-{tls}"
-            tls_args = client_dcmtk if tls else []
-            with start(d, server_dcmtk if tls else []) as peer:
-                # warm-up (not timed): the receiver's first C-STORE pays its lazy imports, plain and TLS alike
-                storescu(peer.ae_title, peer.port, files[:1], calling_ae=CALLING, extra_args=tls_args)
-                t0 = time.perf_counter()
-                storescu(peer.ae_title, peer.port, files, calling_ae=CALLING, timeout=600, extra_args=tls_args)
-                dt = time.perf_counter() - t0
-            target = Path(peer.extra.get("out") or peer.extra["cache"])
-            n = count_files(target / "instances" if "cache" in peer.extra else target)
-            shutil.rmtree(d, ignore_errors=True)
-            shutil.rmtree(target, ignore_errors=True)
-            if n != len(files):
-                raise RuntimeError(f"{name} (tls={tls}): {n} files received, expected {len(files)}")
-            return dt
-        return one
-
-    def listen(cache_root: Path | None) -> Callable[[Path, list[str]], Peer]:
-        def start(d: Path, dcmtk_args: list[str]) -> Peer:
-            cache = Path(tempfile.mkdtemp(prefix="openigrt-netbench-", dir=cache_root)) if cache_root else None
-            extra = pki.cli(cert="server", key="server") if dcmtk_args else []
-            return start_openigrt_listen(d, ae_title=OUR_AE, allow=[f"{CALLING}@127.0.0.1"], verbose=False,
-                                         cache=cache, extra_args=extra)
-        return start
-
-    def send(name: str, tls: bool, transfer_only: bool = False) -> Callable[[int], float]:
-        def one(i: int) -> float:
-            d = work / f"tls-send-{name.split()[0]}-{i}-{tls}"
-            with start_storescp(d, extra_args=server_dcmtk if tls else []) as scp:
-                if name.startswith("DCMTK"):
-                    argv = [dcmtk("storescu"), "-aet", CALLING, "-aec", scp.ae_title, *(client_dcmtk if tls else []),
-                            LOOPBACK, str(scp.port), *map(str, files)]
-                else:
-                    argv = openigrt_argv("store", "--remote", scp.remote, "--ae-title", CALLING,
-                                         "--cache", str(d / "cache"), "--json", *(pki.cli() if tls else []),
-                                         *map(str, files))
-                dt, stdout = _timed_output(argv)
-                if transfer_only and not name.startswith("DCMTK"):
-                    dt = float(json.loads(stdout)["elapsed_s"])  # association + C-STOREs, without Python start-up
-                n = count_files(scp.extra["out"])
-            shutil.rmtree(d, ignore_errors=True)
-            if n != len(files):
-                raise RuntimeError(f"{name} (tls={tls}): storescp received {n} files, expected {len(files)}")
-            return dt
-        return one
-
-    configs: dict[str, Callable[[int], float]] = {}
-    receivers: list[tuple[str, Callable[[Path, list[str]], Peer]]] = [
-        ("DCMTK storescp", lambda d, a: start_storescp(d, extra_args=a)), ("openigrt listen", listen(None))]
-    if shm is not None:
-        receivers.append(("openigrt listen (cache on tmpfs)", listen(shm)))
-    for name, start in receivers:
-        for tls in (False, True):
-            configs[f"receive|{name}|{'TLS' if tls else 'plain'}"] = receive(name, start, tls)
-    for name in ("DCMTK storescu", "openigrt store", "openigrt store (transfer: report elapsed_s)"):
-        for tls in (False, True):
-            configs[f"send|{name}|{'TLS' if tls else 'plain'}"] = send(name, tls, transfer_only="transfer" in name)
-    return configs
-
-
-def _timed_output(argv: list[str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    cp = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=peer_env(), stdin=subprocess.DEVNULL)
-    dt = time.perf_counter() - t0
-    if cp.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed ({cp.returncode}):\n{cp.stdout[-2000:]}\n{cp.stderr[-2000:]}")
-    return dt, cp.stdout
-
-
-def bench_tls(files: list[Path], work: Path, runs: int) -> dict[str, tuple[float, list[float]]]:
-    """(d): every configuration once per run, in a rotated order; medians and the TLS/plain ratios."""
-    from tests.net.tlspki import make_pki
-
-    pki = make_pki(work / "pki")
-    configs = _tls_configs(files, work, pki)
-    names = list(configs)
-    values: dict[str, list[float]] = {n: [] for n in names}
-    for i in range(runs):
-        order = names[i % len(names):] + names[:i % len(names)]
-        for name in order:
-            values[name].append(configs[name](i))
-        print(f"  (d) run {i + 1}/{runs} done, load {load_average()}", flush=True)
-    out = {n: (statistics.median(v), v) for n, v in values.items()}
-    for n, (med, v) in out.items():
-        print(f"  (d) {n}: {med:.3f} s  runs {[round(x, 3) for x in v]}", flush=True)
-    for part, ours, theirs in (("receive", "openigrt listen", "DCMTK storescp"),
-                               ("receive", "openigrt listen (cache on tmpfs)", "DCMTK storescp"),
-                               ("send", "openigrt store", "DCMTK storescu"),
-                               ("send", "openigrt store (transfer: report elapsed_s)", "DCMTK storescu")):
-        if f"{part}|{ours}|TLS" not in out:
-            continue
-        r_ours = out[f"{part}|{ours}|TLS"][0] / out[f"{part}|{ours}|plain"][0]
-        r_dcmtk = out[f"{part}|{theirs}|TLS"][0] / out[f"{part}|{theirs}|plain"][0]
-        verdict = "met" if r_ours <= r_dcmtk else "NOT met"
-        p_ours, p_dcmtk = _paired(values, f"{part}|{ours}"), _paired(values, f"{part}|{theirs}")
-        print(f"  (d) {part}: TLS/plain of medians {ours} {r_ours:.2f} vs {theirs} {r_dcmtk:.2f} -> {verdict}; "
-              f"median of per-run ratios {p_ours:.2f} vs {p_dcmtk:.2f}", flush=True)
-    return out
-
-
-def _paired(values: dict[str, list[float]], prefix: str) -> float:
-    """Median over runs of TLS / plain measured in the same run (a load change hits both)."""
-    return statistics.median(t / p for t, p in zip(values[f"{prefix}|TLS"], values[f"{prefix}|plain"]))
-
-
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -475,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         if "load" in parts:
             results["load"] = bench_load(files, study, series, uids, work, args.runs, archive_available())
         if "tls" in parts:
+            from benchmarks._net_tls import bench_tls
+
             results["tls"] = bench_tls(files, work, args.runs)
         print(f"\nload after: {load_average()}\n")
         print("| part | program | median s | runs (s) |\n|---|---|---|---|")
