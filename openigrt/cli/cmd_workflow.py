@@ -240,7 +240,7 @@ def session_command(*, settings: Settings, plan_uid: str, study_uid: str | None,
         decide = _decider(decision, adjustment, session_dir=Path(workdir).resolve(), settings=settings,
                           progress=progress)
         fraction = Fraction(settings=settings, client=client, workdir=workdir, plan_uid=plan_uid, options=options,
-                            on_event=_ProgressSink(progress), decide=decide, cbct_model=cbct_model)
+                            on_event=_ProgressSink(progress), decide=decide)
         state = fraction.run()
     rows = match_summary(state)
     if as_json:
