@@ -536,3 +536,67 @@ def points_of(flat: NDArray[np.int64], shape: tuple[int, int, int], affine: NDAr
     _points_of(np.ascontiguousarray(flat, dtype=np.int64), int(shape[1]), int(shape[2]),
                np.ascontiguousarray(affine, dtype=np.float64), np.ascontiguousarray(origin, dtype=np.float64), out)
     return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _sample_mm(vol, inv, org, pts, clamp, out_val, out_valid):  # pragma: no cover - jit
+    nz, ny, nx = vol.shape
+    for p in prange(pts.shape[0]):
+        d0, d1, d2 = pts[p, 0] - org[0], pts[p, 1] - org[1], pts[p, 2] - org[2]
+        i = inv[0, 0] * d0 + inv[0, 1] * d1 + inv[0, 2] * d2
+        j = inv[1, 0] * d0 + inv[1, 1] * d1 + inv[1, 2] * d2
+        k = inv[2, 0] * d0 + inv[2, 1] * d1 + inv[2, 2] * d2
+        inside = k >= 0.0 and j >= 0.0 and i >= 0.0 and k <= nz - 1 and j <= ny - 1 and i <= nx - 1
+        out_valid[p] = inside
+        if not inside and not clamp:
+            out_val[p] = 0.0
+            continue
+        k = min(max(k, 0.0), nz - 1.0)
+        j = min(max(j, 0.0), ny - 1.0)
+        i = min(max(i, 0.0), nx - 1.0)
+        k0 = min(int(k), max(nz - 2, 0))
+        j0 = min(int(j), max(ny - 2, 0))
+        i0 = min(int(i), max(nx - 2, 0))
+        k1, j1, i1 = min(k0 + 1, nz - 1), min(j0 + 1, ny - 1), min(i0 + 1, nx - 1)
+        fk, fj, fi = k - k0, j - j0, i - i0
+        a = vol[k0, j0, i0] + fi * (vol[k0, j0, i1] - vol[k0, j0, i0])
+        b = vol[k0, j1, i0] + fi * (vol[k0, j1, i1] - vol[k0, j1, i0])
+        c = vol[k1, j0, i0] + fi * (vol[k1, j0, i1] - vol[k1, j0, i0])
+        d = vol[k1, j1, i0] + fi * (vol[k1, j1, i1] - vol[k1, j1, i0])
+        ab = a + fj * (b - a)
+        cd = c + fj * (d - c)
+        out_val[p] = ab + fk * (cd - ab)
+
+
+def sample_mm(vol: NDArray[np.float32], affine_inv: NDArray[np.float64], origin: NDArray[np.float64],
+              points_mm: NDArray[np.float64], *, clamp: bool) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Trilinear values of *vol* at patient points ``(N, 3)`` (``ijk = affine_inv (p − origin)``) and
+    whether each lies inside the grid; *clamp*: edge values extend beyond it (else 0)."""
+    n = points_mm.shape[0]
+    val, valid = np.empty(n, np.float64), np.empty(n, np.bool_)
+    _sample_mm(np.ascontiguousarray(vol), np.ascontiguousarray(affine_inv, dtype=np.float64),
+               np.ascontiguousarray(origin, dtype=np.float64), np.ascontiguousarray(points_mm, dtype=np.float64),
+               clamp, val, valid)
+    return val, valid
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _lookup(mask, ki, ji, ii, out):  # pragma: no cover - jit
+    nz, ny, nx = out.shape
+    mz, my, mx = mask.shape
+    for k in prange(nz):
+        a = ki[k]
+        for j in range(ny):
+            b = ji[j]
+            for i in range(nx):
+                c = ii[i]
+                out[k, j, i] = 0 <= a < mz and 0 <= b < my and 0 <= c < mx and mask[a, b, c]
+
+
+def lookup(mask: NDArray[np.bool_], k_idx: NDArray[np.int64], j_idx: NDArray[np.int64],
+           i_idx: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """``mask[k_idx[k], j_idx[j], i_idx[i]]`` for every (k, j, i) (False out of range): a separable lookup."""
+    out = np.empty((len(k_idx), len(j_idx), len(i_idx)), np.bool_)
+    _lookup(np.ascontiguousarray(mask, dtype=np.bool_), np.ascontiguousarray(k_idx, dtype=np.int64),
+            np.ascontiguousarray(j_idx, dtype=np.int64), np.ascontiguousarray(i_idx, dtype=np.int64), out)
+    return out

@@ -105,20 +105,15 @@ class PatientMasks:
         The level is a block mean of the same volume by *level_factors* (i, j, k), starting at native
         voxel *lo_kji* (k, j, i), of *shape* (nz, ny, nx). Nearest coarse voxel; outside = False.
         """
+        from openigrt.match._kernels import lookup
+
         idx = []
         for a_kji in range(3):
             a_ijk = 2 - a_kji
             f, c = level_factors[a_ijk], self.factors[a_ijk]
             native = lo_kji[a_kji] + np.arange(shape[a_kji]) * f + (f - 1) / 2.0
             idx.append(np.floor((native + 0.5) / c).astype(np.int64))
-        k, j, i = idx
-        out = np.zeros(shape, bool)
-        ok_k = (k >= 0) & (k < mask.shape[0])
-        ok_j = (j >= 0) & (j < mask.shape[1])
-        ok_i = (i >= 0) & (i < mask.shape[2])
-        sub = mask[np.ix_(k[ok_k], j[ok_j], i[ok_i])]
-        out[np.ix_(ok_k, ok_j, ok_i)] = sub
-        return out
+        return lookup(mask, idx[0], idx[1], idx[2])
 
 
 def _disc(radius_vox: tuple[float, float]) -> NDArray[np.bool_]:

@@ -221,15 +221,16 @@ class _Pyramid:
     low_moving: _Grid | None
     fixed_fov_top: NDArray[np.bool_]  # field of view on the grid of the fixed low-pass
     highpass_mm: float | None
+    fixed_low_grid: _Grid | None = None  # the fixed image at low-pass resolution
 
 
-#: the low-pass is computed on a grid at most this share of its sigma (block means of the coarsest level)
+#: the low-pass is computed on a grid of about this share of its sigma (block means of the coarsest level)
 LOWPASS_GRID_FRACTION = 0.34
 
 
 def _lowpass_grid(grid: _Grid, sigma_mm: float) -> tuple[_Grid, tuple[int, int, int]]:
-    """*grid* block-averaged to about a third of *sigma_mm* (the low-pass is smooth) and the factors."""
-    f = tuple(max(1, int(LOWPASS_GRID_FRACTION * sigma_mm / v)) for v in np.linalg.norm(grid.affine, axis=0))
+    """*grid* block-averaged to about a third of *sigma_mm* (its trilinear interpolation error stays small next to the body outline) (the low-pass is smooth) and the factors."""
+    f = tuple(max(1, round(LOWPASS_GRID_FRACTION * sigma_mm / v)) for v in np.linalg.norm(grid.affine, axis=0))
     return (_block_mean(grid, f) if max(f) > 1 else grid), f  # type: ignore[return-value]
 
 
@@ -269,36 +270,45 @@ def _build_pyramid(reference: Volume, verification: Volume, fov: NDArray[np.bool
         m_prev = _block_mean(m_prev, _shrink_factors(m_prev, sp), clip_hu if n == 0 else None)
         f_lv[sp], m_lv[sp], sm_lv[sp] = f_prev, m_prev, sm_prev
     top = fine_to_coarse[-1]
-    low_f, fov_low = None, fov_prev
+    g, fov_low = None, fov_prev
     if highpass_mm:
         g, f = _lowpass_grid(f_lv[top], highpass_mm)
         fov_low = _block_all(fov_prev, f) if max(f) > 1 else fov_prev
-        low_f = _lowpass(g, fov_low, highpass_mm)
-    return _Pyramid(f_lv, sm_lv, m_lv, low_f, None, fov_low, highpass_mm)
+    return _Pyramid(f_lv, sm_lv, m_lv, None, None, fov_low, highpass_mm, g)
 
 
-def _with_moving_lowpass(pyr: _Pyramid, s: NDArray[np.float64]) -> _Pyramid:
-    """*pyr* with the CT's low-pass computed inside the CBCT's field of view mapped through ``S``."""
+def _with_lowpasses(pyr: _Pyramid, s: NDArray[np.float64]) -> _Pyramid:
+    """*pyr* with both low-passes computed over the **overlap** at the estimate ``S``: the CBCT's
+    field of view where ``S`` maps it into the CT's grid, and the same region mapped into the CT.
+
+    Each image's low-pass then sees the same anatomy: a CT low-pass that also sees the anatomy
+    outside the CBCT's field of view, or a CBCT low-pass over slices the CT does not have, differs
+    from the other image's near that edge, and the difference pulls the match.
+    """
     from dataclasses import replace
 
-    if not pyr.highpass_mm:
+    if not pyr.highpass_mm or pyr.fixed_low_grid is None:
         return pyr
     from openigrt.match._kernels import map_mask
 
     m_grid, _ = _lowpass_grid(pyr.moving[max(pyr.moving)], pyr.highpass_mm)
-    f_grid = pyr.low_fixed  # the grid of the fixed field of view at low-pass resolution
-    assert f_grid is not None
-    mask = map_mask(pyr.fixed_fov_top, f_grid.affine_inv, f_grid.origin, m_grid.array.shape, m_grid.affine,
-                    m_grid.origin, np.linalg.inv(s))
-    low = _lowpass(m_grid, mask if mask.any() else None, pyr.highpass_mm)
-    return replace(pyr, low_moving=low)
+    f_grid = pyr.fixed_low_grid
+    in_ct = map_mask(np.ones(m_grid.array.shape, bool), m_grid.affine_inv, m_grid.origin, f_grid.array.shape,
+                     f_grid.affine, f_grid.origin, s)
+    f_mask = pyr.fixed_fov_top & in_ct
+    if not f_mask.any():
+        f_mask = pyr.fixed_fov_top
+    m_mask = map_mask(f_mask, f_grid.affine_inv, f_grid.origin, m_grid.array.shape, m_grid.affine,
+                      m_grid.origin, np.linalg.inv(s))
+    return replace(pyr, low_fixed=_lowpass(f_grid, f_mask, pyr.highpass_mm),
+                   low_moving=_lowpass(m_grid, m_mask if m_mask.any() else None, pyr.highpass_mm))
 
 
 def _low_at(low: _Grid, points_mm: NDArray[np.float64]) -> NDArray[np.float64]:
     """Trilinear value of a low-pass grid at patient points (edge values extended)."""
-    from openigrt.match._kernels import sample_clamped
+    from openigrt.match._kernels import sample_mm
 
-    return sample_clamped(low.array, low.to_kji(points_mm))
+    return sample_mm(low.array, low.affine_inv, low.origin, points_mm, clamp=True)[0]
 
 
 def _separable_coords(low: _Grid, grid: _Grid, lo_kji: NDArray[np.int64], shape: tuple[int, ...]
@@ -440,15 +450,16 @@ def _coarse_translation_search(level: _Level, s: NDArray[np.float64],
                                search_range_mm: float, fixed_grid_and_mask: tuple[_Grid, NDArray[np.bool_]]
                                ) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Exhaustive masked-NCC translation search; returns the updated S and a report."""
-    from openigrt.match._kernels import sample_value
+    from openigrt.match._kernels import points_of, sample_mm
     from openigrt.match._ncc import masked_ncc_search
 
     f_grid, f_mask = fixed_grid_and_mask
     nz, ny, nx = f_grid.array.shape
-    kji = np.indices((nz, ny, nx)).reshape(3, -1).T.astype(np.float64)
-    q = kji[:, ::-1] @ f_grid.affine.T + f_grid.origin
-    p = q @ s[:3, :3].T + s[:3, 3]
-    val, valid = sample_value(level.moving.array, level.moving.to_kji(p))
+    # the moving level on the fixed grid through S: sample at S q for every fixed voxel q
+    m = level.moving
+    pts = points_of(np.arange(nz * ny * nx), (nz, ny, nx), s[:3, :3] @ f_grid.affine,
+                    s[:3, :3] @ f_grid.origin + s[:3, 3])
+    val, valid = sample_mm(m.array, m.affine_inv, m.origin, pts, clamp=False)
     moving_on_fixed = val.reshape(nz, ny, nx)
     valid = valid.reshape(nz, ny, nx)
     sp = np.linalg.norm(f_grid.affine, axis=0)[::-1]  # (k, j, i) voxel sizes
@@ -478,7 +489,7 @@ def register_3d3d(
     highpass_mm: float | None = 15.0,
     clip_hu: tuple[float, float] = (-1000.0, 1500.0),
     max_iterations: int = 25,
-    max_samples: int = 300_000,
+    max_samples: int = 150_000,
     exclude_couch: bool = True,
 ) -> MatchResult:
     """Rigid CBCT-to-CT registration (MATCH-3).
@@ -532,7 +543,7 @@ def register_3d3d(
     _check_not_blank(region.verification.array, region.sample_mask, "verification volume")
     pyr = _build_pyramid(region.reference, region.verification, region.fov_mask, region.sample_mask,
                          tuple(levels_mm), highpass_mm, clip_hu)
-    pyr = _with_moving_lowpass(pyr, s)
+    pyr = _with_lowpasses(pyr, s)
     details: dict[str, Any] = {"levels": [], "region": region.report}
     total_it, converged, ncc, frac = 0, False, -1.0, 0.0
     for li, spacing in enumerate(levels_mm):
@@ -546,7 +557,7 @@ def register_3d3d(
             fg = _coarse_fixed_grid(pyr, spacing, roi_fn, s)
             s, rep = _coarse_translation_search(level, s, search_range_mm, fg)
             details["coarse_search"] = rep
-            pyr = _with_moving_lowpass(pyr, s)  # the field of view has moved over the CT
+            pyr = _with_lowpasses(pyr, s)  # the field of view has moved over the CT
             level = _prepare_level(pyr, spacing, roi_fn, s, max_samples, reach)
         last = li == len(levels_mm) - 1
         loose = 1.0 if last else COARSE_TOLERANCE_FACTOR
@@ -579,8 +590,10 @@ def _coarse_fixed_grid(pyr: _Pyramid, spacing: float, roi_fn: Any, s: NDArray[np
         if low.array.shape == grid.array.shape and np.allclose(low.affine, grid.affine) and np.allclose(low.origin, grid.origin):
             hp = grid.array - low.array
         else:
-            kji = np.indices(grid.array.shape).reshape(3, -1).T.astype(float)
-            hp = grid.array - _low_at(low, kji[:, ::-1] @ grid.affine.T + grid.origin).reshape(grid.array.shape)
+            from openigrt.match._kernels import points_of
+
+            pts = points_of(np.arange(grid.array.size), grid.array.shape, grid.affine, grid.origin)
+            hp = grid.array - _low_at(low, pts).reshape(grid.array.shape)
         grid = _Grid(np.where(mask, hp, 0.0).astype(np.float32), grid.affine, grid.origin)
     if roi_fn is not None:
         mask = roi_fn.select(mask, grid, s)

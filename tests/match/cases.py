@@ -12,18 +12,17 @@ Used by the matching tests and by ``benchmarks/match_bench.py``. Nothing here co
   - ``synthetic``: an abdomen generated here (superellipse body with a fat layer, liver, kidneys,
     aorta, vertebrae with discs and processes, ribs, bowel gas), 512 × 512 × 100 at 0.98 × 2.5 mm
     (``small=True``: 256 × 256 × 50 at 1.96 × 5 mm);
-  - ``abdomen``: the TotalSegmentator example CT (NIfTI, RAS on disk, read through SimpleITK which
-    returns LPS), 3 mm;
-  - ``liver``: the CORT liver patient (DICOM series read by ``openigrt.iod.ct_series``), 3 × 3 × 2.5 mm;
-  - ``abdomen-regrid``: the abdomen CT resampled (B-spline) to 1.17 × 1.17 × 1.6 mm with an origin
-    on no multiple of either grid (a CT of a different grid).
+  - ``abdomen``: the abdomen/pelvis CT shipped in the package (TotalSegmentator example, 3 mm),
+    ``liver``: the CORT liver patient in tests/data (3 × 3 × 2.5 mm), ``abdomen-regrid``: the
+    abdomen resampled (B-spline) to 1.17 × 1.17 × 1.6 mm with an origin on no multiple of either
+    grid (a CT of a different grid) — each made a virtual patient by the project's pipeline
+    (:func:`openigrt.sim.virtual_patient.build_virtual_patient`: scanner table removed, CT couch
+    on the side of the patient position, target at the bladder or in the liver, three seeds).
 
-  The real CTs' own scanner table is removed (body = largest connected component of the voxels
-  above −350 HU after a per-slice opening; everything else set to −1000) before our CT couch is put
-  under the body. The patient position decides where "down" is (the couch side) and the axes of the
-  CT and CBCT grids (the scanner's and the linac's room axes expressed in patient coordinates, as in
-  the Image Orientation of real series): HFS/FFS grids are the identity or a 180° turn, HFP has the
-  couch at the anterior side, the decubitus positions at a lateral side.
+  The patient position decides where "down" is (the couch side) and the axes of the CT and CBCT
+  grids (the scanner's and the linac's room axes expressed in patient coordinates, as in the Image
+  Orientation of real series): HFS grids are the identity, FFS a 180° turn, HFP has the couch at
+  the anterior side, the decubitus positions at a lateral side.
 
 * **Setup errors** (:func:`setup_error`): seeded translations up to ±15 mm and rotations up to ±3°
   about the isocenter; ``T`` maps reference → verification patient mm.
@@ -41,7 +40,6 @@ Same kind, seed and options → identical arrays.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,33 +51,16 @@ from openigrt.geometry.iec61217 import patient_axes_in_table_top
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.geometry.volume import Volume
 
-_REPO = Path(__file__).resolve().parents[2]
-#: where the real CTs may be: the repository's ``tests/data`` copies, or ``../shared/data/real_ct`` next
-#: to the checkout (or next to the worktree directory)
-REAL_CT_CANDIDATES = (_REPO / "tests" / "data" / "real_ct", _REPO.parent / "shared" / "data" / "real_ct",
-                      _REPO.parent.parent / "shared" / "data" / "real_ct")
-ABDOMEN_NII = "totalseg_abdomen_ct/example_ct.nii.gz"
-LIVER_DICOM = "cort_liver_ct"
 KINDS = ("synthetic", "abdomen", "liver", "abdomen-regrid")
 GOLD_HU = 30000.0  # before the 12-bit clip
 CT_MAX_HU = 3071.0
 
 
-def real_ct_dir() -> Path:
-    """Where the real CTs are (``OPENIGRT_REAL_CT`` overrides ``../shared/data/real_ct``)."""
-    import os
-
-    if os.environ.get("OPENIGRT_REAL_CT"):
-        return Path(os.environ["OPENIGRT_REAL_CT"])
-    for c in REAL_CT_CANDIDATES:
-        if (c / ABDOMEN_NII).exists():
-            return c
-    return REAL_CT_CANDIDATES[0]
-
-
 def real_ct_available() -> bool:
-    d = real_ct_dir()
-    return (d / ABDOMEN_NII).exists() and (d / LIVER_DICOM).is_dir()
+    """The built-in real CTs (abdomen in the package, liver in tests/data) are there."""
+    from openigrt.workflow.ct_input import BUILT_IN
+
+    return all(Path(p).exists() for p in BUILT_IN.values())
 
 
 # ----------------------------------------------------------------------------- room axes
@@ -363,41 +344,6 @@ def _to_sitk(vol: Volume):  # type: ignore[no-untyped-def]
     return img
 
 
-@functools.lru_cache(maxsize=4)
-def load_real_ct(name: str) -> Volume:
-    """A real CT in LPS with identity direction (HU float32): ``abdomen`` (NIfTI) or ``liver`` (DICOM)."""
-    import SimpleITK as sitk
-
-    d = real_ct_dir()
-    if name == "abdomen":
-        img = sitk.ReadImage(str(d / ABDOMEN_NII))  # ITK converts the NIfTI's RAS to LPS
-        return _from_sitk(sitk.DICOMOrient(img, "LPS"))
-    if name == "liver":
-        from openigrt.iod.ct_series import read_ct_series
-        from openigrt.iod.dataset_io import read_paths
-
-        files, _ = read_paths([d / LIVER_DICOM])
-        v = read_ct_series(files).volume
-        return Volume(np.asarray(v.array, np.float32), v.origin_mm, v.spacing_mm, v.direction)
-    raise ValueError(f"unknown real CT {name!r}")
-
-
-def body_mask(hu: NDArray[np.floating], threshold_hu: float = -350.0) -> NDArray[np.bool_]:
-    """The patient's body: largest 3D component above *threshold_hu* after a per-slice 3×3 opening
-    (cuts thin tables and sheets), restored by one dilation, holes filled per slice."""
-    dense = hu > threshold_hu
-    opened = ndimage.binary_opening(dense, structure=np.ones((1, 3, 3), bool), iterations=2)
-    lab, n = ndimage.label(opened)
-    if n == 0:
-        raise ValueError("no body found in the CT")
-    sizes = ndimage.sum_labels(np.ones_like(lab), lab, index=np.arange(1, n + 1))
-    body = lab == (1 + int(np.argmax(sizes)))
-    body = ndimage.binary_dilation(body, structure=np.ones((1, 3, 3), bool), iterations=2) & dense
-    for k in range(body.shape[0]):
-        body[k] = ndimage.binary_fill_holes(body[k])
-    return body
-
-
 def _reorient(vol: Volume, position: str) -> Volume:
     """The HFS-acquired CT as a scanner of *position* would store it: array axes along the room axes
     (lateral, down, longitudinal) of that position, by exact flips/transposes (no interpolation)."""
@@ -435,11 +381,6 @@ def _regrid(vol: Volume, spacing: tuple[float, float, float], offset_mm: NDArray
     return _from_sitk(out)
 
 
-#: target centres chosen by eye on each real CT (LPS mm): bladder and para-aortic region of the abdomen, two liver positions, with seeded jitter
-REAL_TARGETS = {"abdomen": np.array([[0.0, -200.0, 160.0], [55.0, -150.0, 310.0]]),
-                "liver": np.array([[-100.0, -40.0, -60.0], [-70.0, -20.0, -20.0]])}
-
-
 def _couch_top(mask: NDArray[np.bool_], grid: Volume, axes: RoomAxes) -> float:
     """Lowest point of the body along 'down' (patient mm), where the couch top goes."""
     kji = np.argwhere(mask[:, ::2, ::2]) * np.array([1, 2, 2])
@@ -472,22 +413,33 @@ def synthetic_patient(seed: int = 0, *, position: str = "HFS", small: bool = Fal
 
 
 def real_patient(kind: str, seed: int = 0, *, position: str = "HFS") -> Patient:
-    """A patient from a real CT (``abdomen``, ``liver`` or ``abdomen-regrid``), see the module docstring."""
+    """A virtual patient from a real CT (``abdomen``, ``liver`` or ``abdomen-regrid``) built by the
+    project's own pipeline (:func:`openigrt.sim.virtual_patient.build_virtual_patient`: table removed,
+    CT couch, anatomical target, gold markers); see the module docstring."""
+    from openigrt.sim.virtual_patient import build_virtual_patient
+    from openigrt.workflow.ct_input import built_in_ct, load_ct
+
     rng = np.random.default_rng(2000 + seed)
     base = "abdomen" if kind.startswith("abdomen") else kind
-    vol = load_real_ct(base)
+    if kind not in KINDS or kind == "synthetic":
+        raise ValueError(f"unknown real patient kind {kind!r} (known: {', '.join(KINDS[1:])})")
+    vol = load_ct(built_in_ct(base)).volume
     if kind == "abdomen-regrid":
         vol = _regrid(vol, (1.17, 1.17, 1.6), rng.uniform(0.1, 2.9, 3))
-    elif kind not in ("abdomen", "liver"):
-        raise ValueError(f"unknown patient kind {kind!r} (known: {', '.join(KINDS)})")
-    vol = _reorient(vol, position)
-    body = body_mask(vol.array)
-    keep = ndimage.binary_dilation(body, structure=np.ones((1, 3, 3), bool))
-    anatomy = np.where(keep, vol.array, -1000.0).astype(np.float32)
-    centres = REAL_TARGETS[base]
-    target = centres[seed % len(centres)] + rng.uniform(-10.0, 10.0, 3)
-    semi = rng.uniform(15.0, 22.0, 3)
-    return _finish_patient(kind, position, anatomy, vol, body, target, semi, rng)
+    vp = build_virtual_patient(vol, patient_position=position, seed=seed, name=kind)
+    ct = _reorient(vp.volume.with_array(np.asarray(vp.volume.array, np.float32)), position)  # room-axis grid
+    couch = vp.details["couch"]
+    p = grid_points(ct)
+    depth = p @ np.asarray(couch["down"], float) - float(couch["top_mm"])
+    across = np.abs(p @ np.asarray(couch["lateral"], float) - float(couch["centre_mm"]))
+    on_couch = (depth > -1.0) & (depth < float(couch["thickness_mm"]) + 1.0) & (across < float(couch["width_mm"]) / 2 + 2)
+    anatomy = np.where(on_couch, -1000.0, ct.array).astype(np.float32)
+    from scipy import ndimage as ndi
+
+    body = ndi.binary_opening(anatomy > -350.0, structure=np.ones((1, 3, 3), bool))
+    return Patient(kind, vp.patient_position, ct, ct.with_array(anatomy), np.asarray(vp.isocenter_mm, float),
+                   np.asarray(vp.ptv.center_mm, float), np.asarray(vp.ptv.semi_axes_mm, float), vp.fiducials_mm,
+                   float(couch["top_mm"]), body)
 
 
 def make_patient(kind: str, seed: int = 0, *, position: str = "HFS", small: bool = False) -> Patient:
@@ -559,13 +511,31 @@ def _resample(vol: Volume, grid: Volume, truth: RigidTransform) -> NDArray[np.fl
     return sitk.GetArrayFromImage(out)
 
 
+def _within_the_ct(patient: Patient, truth: RigidTransform, axes: RoomAxes, centre: NDArray[np.float64],
+                   options: CbctOptions) -> tuple[int, int, int]:
+    """The CBCT grid shape, its length cut so that it stays inside the scanned anatomy (a real CBCT
+    shows the patient where the CT ends; a simulated one could only show air there). *centre* is
+    moved along the longitudinal axis to the middle of what remains (in place)."""
+    pts = patient.anatomy.index_to_patient_mm(np.argwhere(patient.body_mask[:, ::8, ::8])[:, ::-1]
+                                              * np.array([8.0, 8.0, 1.0]))
+    lo, hi = np.percentile(truth.apply(pts) @ axes.longitudinal, [0.5, 99.5])
+    dz = options.spacing_mm[2]
+    c = float(centre @ axes.longitudinal)
+    half = (options.shape[0] - 1) / 2 * dz
+    a, b = max(c - half, lo + 2 * dz), min(c + half, hi - 2 * dz)
+    n = max(8, int((b - a) // dz) + 1)
+    centre += axes.longitudinal * ((a + b) / 2 - c)
+    return (min(n, options.shape[0]), options.shape[1], options.shape[2])
+
+
 def fast_cbct(patient: Patient, truth: RigidTransform, seed: int, *, options: CbctOptions = CbctOptions()) -> Case3D:
     """The image-domain CBCT of the module docstring (treatment couch not rotating with the patient)."""
     rng = np.random.default_rng(4000 + seed)
     axes = RoomAxes.of(patient.position)
     laser = patient.isocenter_mm.copy()
     centre = laser + rng.uniform(-0.5, 0.5, 3) * np.asarray(options.spacing_mm) + rng.uniform(-3.0, 3.0, 3)
-    grid = room_grid(centre, patient.position, options.spacing_mm, options.shape)
+    shape = _within_the_ct(patient, truth, axes, centre, options)
+    grid = room_grid(centre, patient.position, options.spacing_mm, shape)
     hu = _resample(patient.anatomy, grid, truth)
     lat0 = float(np.median(patient.anatomy.index_to_patient_mm(
         np.argwhere(patient.body_mask[::4, ::4, ::4])[:, ::-1] * 4.0) @ axes.lateral))

@@ -107,7 +107,7 @@ def test_couch_and_intensities_unlike_the_phantom_are_still_excluded():
     assert r.success and c.tre_mm(r.transform).max() <= TRE_MAX_MM
 
 
-@pytest.mark.skipif(not real_ct_available(), reason="real CTs (../shared/data/real_ct or tests/data/real_ct) not found")
+@pytest.mark.skipif(not real_ct_available(), reason="built-in real CTs (package abdomen, tests/data liver) not found")
 def test_real_liver_ct_crop():
     """The CORT liver CT (3 × 3 × 2.5 mm), its scanner table removed, our CT couch under it; a CBCT of
     another grid with the treatment couch: the default region of interest around the isocenter."""
