@@ -103,11 +103,21 @@ def _parse_shift(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--cbct-model", "cbct_model", type=click.Choice(["fast", "fdk"]), default="fast", show_default=True,
               help="For cbct: fast = image-domain model (~1 s); fdk = projections over the arc (bow-tie, beam "
               "hardening, scatter, noise) reconstructed by RTK's FDK (~20 s to load RTK, then the scan).")
+@click.option("--no-couch-offset", "no_couch_offset", is_flag=True,
+              help="Put the lasers on the planned isocenter (INITLASERISO = planned isocenter) instead of on the "
+                   "reference marks followed by the plan's couch offset (Table Top Setup Displacement).")
+@click.option("--deform", "deform", default=None, metavar="BLADDER,RECTUM,WEIGHT",
+              help="Non-rigid change on top of the setup error (mm): bladder filling at its surface, rectum "
+                   "filling pushing towards the target, weight loss at the skin; needs --structure-set (BLADDER, "
+                   "RECTUM, BODY, PTV). truth.json then also gives the target's and the markers' truth.")
+@click.option("--structure-set", "structure_set", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The plan's structure set (--deform).")
 @click.option("--json", "as_json", is_flag=True, help="Print truth.json on stdout.")
 @common_options
 def acquire_command(*, settings: Settings, kind: str, plan_path: Path, ct_path: Path, beams: tuple[int, ...],
                     shift: Any, random_shift: str | None, seed: int, out: Path, for_uid: str | None,
-                    cbct_model: str, as_json: bool) -> int:
+                    cbct_model: str, no_couch_offset: bool, deform: str | None, structure_set: Path | None,
+                    as_json: bool) -> int:
     """Simulate kV/MV images or a CBCT of the plan's patient with a known setup error (SIM-3).
 
     Writes RT Images (kv, mv) or verification CT slices + isocenter structure set (cbct) to OUT,
@@ -123,6 +133,16 @@ def acquire_command(*, settings: Settings, kind: str, plan_path: Path, ct_path: 
         if any(v != 0 for v in shift.as_dict().values()):
             raise click.UsageError("give either --shift or --random-shift, not both")
         shift = _random_shift(random_shift, seed)
+    change_request = None
+    if deform is not None:
+        from openigrt.workflow.day_change import parse_deform
+
+        if structure_set is None:
+            raise click.UsageError("--deform needs --structure-set (the plan's RT Structure Set)")
+        try:
+            change_request = parse_deform(deform)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--deform") from None
     if for_uid is not None and not is_valid_uid(for_uid):
         raise click.BadParameter(f"not a valid UID: {for_uid!r}", param_hint="--frame-of-reference")
     err = console_err()
@@ -134,9 +154,13 @@ def acquire_command(*, settings: Settings, kind: str, plan_path: Path, ct_path: 
             from openigrt.errors import DicomInputError
             raise DicomInputError(f"{ct_path}: no CT image found")
         ct = read_ct_series(ct_files)
+        change = None
+        if change_request is not None and structure_set is not None:
+            change = _day_change(structure_set, ct.volume, change_request, settings)
         result = acquire(kind=kind, plan_dataset=plan_ds, ct_volume=ct.volume, beam_numbers=beams, shift=shift,
                          out_dir=out, settings=settings, seed=seed, frame_of_reference_uid=for_uid,
-                         cbct_model=cbct_model, progress=lambda msg: status.update(msg))
+                         cbct_model=cbct_model, couch_offset=not no_couch_offset, day_change=change,
+                         progress=lambda msg: status.update(msg))
     if as_json:
         print_json(result.truth)
         return EXIT_OK
@@ -144,9 +168,23 @@ def acquire_command(*, settings: Settings, kind: str, plan_path: Path, ct_path: 
     con = console_out()
     con.print(f"{kind.upper()} acquisition written to {out}: {len(result.files)} file(s) + truth.json")
     con.print("  setup error (table-top terms): " + ", ".join(f"{k} {v:+.2f}" for k, v in t["shift_table_top"].items()))
+    con.print(f"  INITLASERISO {_xyz(t['initlaseriso_mm'])} mm (planned isocenter {_xyz(t['planned_isocenter_mm'])} mm)")
     con.print("  expected couch correction:     " + ", ".join(
         f"{k} {v:+.2f}" for k, v in t["expected_couch_correction"].items()))
     return EXIT_OK
+
+
+def _day_change(structure_set: Path, ct: Any, request: dict[str, float], settings: Settings) -> Any:
+    import numpy as np
+
+    from openigrt.iod.dataset_io import read_file
+    from openigrt.iod.rt_structure_set import RTStructureSet
+    from openigrt.workflow.day_change import day_change
+    from openigrt.workflow.matching import points_of_type
+
+    rs = RTStructureSet.from_dataset(read_file(structure_set))
+    markers = np.array([p for _, p in points_of_type(rs, "MARKER")]).reshape(-1, 3)
+    return day_change(ct, rs, marker_points_mm=markers, **request)
 
 
 def _random_shift(text: str, seed: int) -> Any:

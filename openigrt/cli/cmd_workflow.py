@@ -124,6 +124,11 @@ def _fmt_couch(c: dict[str, float] | None) -> str:
               show_default=True, help="Match type(s) to run (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Phantom and setup-error seed.")
 @click.option("--small", is_flag=True, help="Small phantom (fast; for tests).")
+@click.option("--patient", type=click.Choice(["synthetic", "abdomen", "liver"]), default="synthetic",
+              show_default=True, help="Virtual patient: the synthetic phantom or a real-anatomy CT (see openigrt phantom).")
+@click.option("--position", "position", default="HFS", show_default=True,
+              type=click.Choice(["HFS", "HFP", "FFS", "FFP", "HFDL", "HFDR", "FFDL", "FFDR"]),
+              help="Patient Position of the virtual patient's plan.")
 @click.option("--decision", type=click.Choice(["accept", "ask", "web"]), default="accept", show_default=True,
               help="What to do with each proposed match (web = review workstation in the browser, see "
               "`openigrt review`; ask = terminal prompt).")
@@ -132,16 +137,19 @@ def _fmt_couch(c: dict[str, float] | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @common_options
 def demo_command(*, settings: Settings, workdir: Path | None, match: tuple[str, ...], seed: int, small: bool,
-                 decision: str, cbct_model: str, as_json: bool) -> int:
+                 patient: str, position: str, decision: str, cbct_model: str, as_json: bool) -> int:
     """A whole fraction on the built-in phantom against an embedded archive on loopback."""
     from openigrt.workflow.demo import run_demo
 
+    if small and patient != "synthetic":
+        raise click.UsageError("--small applies to the synthetic phantom only")
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="openigrt-demo-"))).resolve()
     console_err().print(f"[bold]OpenIGRT demo[/bold] in {workdir} (seed {seed})")
     with _progress() as progress:
         decide = _decider(decision, None, session_dir=workdir / "session", settings=settings, progress=progress)
         result = run_demo(settings=settings, workdir=workdir, match_types=_match_types(match), seed=seed, small=small,
-                          on_event=_ProgressSink(progress), decide=decide, cbct_model=cbct_model)
+                          patient=patient, patient_position=position, on_event=_ProgressSink(progress), decide=decide,
+                          cbct_model=cbct_model)
     if as_json:
         print_json({"ok": result.ok, "workdir": str(result.workdir), "matches": result.rows,
                     "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]})

@@ -351,8 +351,6 @@ def _end_ok(volume: Volume) -> NDArray[np.bool_]:
 def _deepest(volume: Volume, mask: NDArray[np.bool_], allowed: NDArray[np.bool_] | None = None
              ) -> tuple[tuple[float, float, float], float]:
     """The point of *mask* farthest from its surface (the scan's ends count as surface), and that depth (mm)."""
-    from scipy import ndimage
-
     m = mask.copy()
     m[0] = m[-1] = False
     depth = _edt(m, _sampling(volume))

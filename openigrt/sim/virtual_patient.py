@@ -14,7 +14,11 @@ ground truth to score matches against:
    soft-tissue point; the **isocenter** at the PTV centre (rounded to :data:`ISOCENTER_STEP_MM`);
 4. **gold markers** implanted in soft tissue inside the PTV (seeded positions at least
    :data:`MARKER_MIN_SEPARATION_MM` apart, random axes, sub-voxel positions), painted with the
-   phantom's supersampled partial-volume model (:func:`openigrt.sim.phantom.paint_fiducials`);
+   phantom's supersampled partial-volume model (:func:`openigrt.sim.phantom.paint_fiducials`),
+   nothing denser than soft tissue within :data:`MARKER_CLEARANCE_MM`; the structure set's marker
+   points are where each marker appears in the stored CT (the centroid of the HU it adds after
+   saturation, :func:`_ct_centroid`: what a planner marks, up to a voxel from the physical centre on
+   a 3 mm grid), the physical centres stay in the truth;
 5. the **reference mark** where the lasers are set at treatment before the couch is shifted by
    the plan's offset: the body's centre (x, y) on the CT slice nearest to
    :data:`REFERENCE_MARK_BELOW_TARGET_MM` inferior of the isocenter (tattoos are placed on a
@@ -50,6 +54,8 @@ MARKER_MIN_SEPARATION_MM = 12.0
 #: Markers go at this fraction of the PTV's semi-axes from its centre, into tissue of this HU.
 MARKER_RADIUS_FRACTION = (0.3, 0.65)
 MARKER_TISSUE_HU = (-150.0, 200.0)
+#: ... with nothing denser than soft tissue within this distance (mm).
+MARKER_CLEARANCE_MM = 6.0
 #: Marker material HU before partial-volume averaging (as the phantom: the grid's voxel volume sets
 #: how bright a 1 mm marker must be to saturate at 3071 HU in the voxels it crosses).
 MARKER_HU_FINE, MARKER_HU_COARSE, FINE_VOXEL_MM3 = 20000.0, 60000.0, 5.0
@@ -91,6 +97,13 @@ class VirtualPatient:
     site: str
     seed: int
     details: dict[str, Any] = field(default_factory=dict)
+    #: Where the structure set puts each marker (POINT ROI), patient mm; default: the fiducial centres.
+    marker_points_mm: tuple[tuple[float, float, float], ...] | None = None
+
+    @property
+    def marker_points(self) -> tuple[tuple[float, float, float], ...]:
+        """The marker positions written to the structure set (what a planner finds in this CT)."""
+        return self.marker_points_mm or tuple(f.center_mm for f in self.fiducials)
 
     @property
     def fiducials_mm(self) -> NDArray[np.float64]:
@@ -115,7 +128,9 @@ class VirtualPatient:
             "reference_mark_mm": list(self.reference_mark_mm),
             "isocenter_from_reference_mark_mm": [round(float(v), 6) for v in offset],
             "fiducials": [{"name": f.name, "center_mm": list(f.center_mm), "axis": list(f.axis),
-                           "diameter_mm": f.diameter_mm, "length_mm": f.length_mm} for f in self.fiducials],
+                           "diameter_mm": f.diameter_mm, "length_mm": f.length_mm,
+                           "structure_set_point_mm": [round(float(v), 4) for v in point]}
+                          for f, point in zip(self.fiducials, self.marker_points)],
             "ptv": {"center_mm": list(self.ptv.center_mm), "semi_axes_mm": list(self.ptv.semi_axes_mm)},
             "structures": [{"name": s.name, "kind": s.kind, "contours": len(s.contours),
                             **({"volume_ml": round(s.volume_ml, 1)} if s.volume_ml is not None else {})}
@@ -229,6 +244,10 @@ def _place_markers(volume: Volume, ptv: Ellipsoid, rng: np.random.Generator) -> 
         value = float(ndimage.map_coordinates(smooth, [[ijk[2]], [ijk[1]], [ijk[0]]], order=1)[0])
         if not MARKER_TISSUE_HU[0] <= value <= MARKER_TISSUE_HU[1]:
             continue
+        lo = np.maximum(np.floor(volume.patient_to_index([p - MARKER_CLEARANCE_MM])[0]).astype(int), 0)
+        hi = np.ceil(volume.patient_to_index([p + MARKER_CLEARANCE_MM])[0]).astype(int) + 1
+        if float(np.asarray(volume.array)[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]].max()) > MARKER_TISSUE_HU[1]:
+            continue  # bone (or calcification) next to it: a marker would not be implanted there
         if all(np.linalg.norm(p - q) >= MARKER_MIN_SEPARATION_MM for q in chosen):
             chosen.append(p)
         if len(chosen) == MARKER_COUNT:
@@ -303,8 +322,10 @@ def build_virtual_patient(ct: Volume, *, patient_position: str = "HFS", site: st
     if target.site == "liver":
         _paint_lesion(hu, volume, ptv)
     fiducials = _place_markers(volume.with_array(hu), ptv, np.random.default_rng(seed))
+    before = np.clip(np.rint(hu), HU.ct_min, HU.ct_max)
     paint_fiducials(hu, volume, fiducials, _marker_hu(volume))
     final = volume.with_array(np.clip(np.rint(hu), HU.ct_min, HU.ct_max).astype(np.int16))
+    points = tuple(_ct_centroid(final, before, f) for f in fiducials)
     structures = [_structure("BODY", "EXTERNAL", body, final),
                   Structure("PTV", "PTV", _ellipsoid_contours(ptv, _z(final)), _COLOURS["PTV"]),
                   *(_structure(n, "ORGAN", m, final) for n, m in target.organs),
@@ -314,7 +335,26 @@ def build_virtual_patient(ct: Volume, *, patient_position: str = "HFS", site: st
     return VirtualPatient(name=name, volume=final, patient_position=position, isocenter_mm=iso,  # type: ignore[arg-type]
                           fiducials=fiducials, ptv=ptv, structures=tuple(structures),
                           reference_mark_mm=reference_mark_for(final, body, iso),  # type: ignore[arg-type]
-                          site=target.site, seed=seed, details=details)
+                          site=target.site, seed=seed, details=details, marker_points_mm=points)
+
+
+def _ct_centroid(ct: Volume, before: NDArray[np.floating], f: Fiducial) -> tuple[float, float, float]:
+    """Centroid of the HU the marker adds to the stored CT (after partial volume and saturation at
+    3071 HU): where the marker appears in this CT and in every projection rendered from it, which is
+    what a planner marks. On a coarse grid it differs from the physical centre by up to a voxel."""
+    reach = f.length_mm / 2 + f.diameter_mm + max(ct.spacing_mm)
+    c = np.asarray(f.center_mm)
+    lo = np.maximum(np.floor(ct.patient_to_index([c - reach])[0]).astype(int), 0)
+    hi = np.minimum(np.ceil(ct.patient_to_index([c + reach])[0]).astype(int) + 1, np.array(ct.shape[::-1]))
+    box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+    w = np.clip(np.asarray(ct.array, np.float64)[box] - before[box], 0.0, None)
+    kk, jj, ii = np.nonzero(w > 0)
+    if kk.size == 0:
+        return (float(c[0]), float(c[1]), float(c[2]))
+    weights = w[kk, jj, ii]
+    ijk = np.column_stack([ii + lo[0], jj + lo[1], kk + lo[2]]).astype(float)
+    p = ct.index_to_patient_mm([(ijk * weights[:, None]).sum(axis=0) / weights.sum()])[0]
+    return (float(p[0]), float(p[1]), float(p[2]))
 
 
 def _z(volume: Volume) -> NDArray[np.float64]:

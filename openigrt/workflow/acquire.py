@@ -18,9 +18,23 @@ as **the displacement of the patient from the planned position**, written as the
 that would have caused it: ``LAT=+3`` means the patient lies where they would be had the table top
 moved 3 mm along +Xt (the patient's left for HFS). The couch correction is the motion that undoes
 it: for pure translations ``(-LAT, -LNG, -VRT)``. Rotations are about the planned isocenter,
-``R = Rz(RTN) Rx(PITCH) Ry(ROLL)`` in table-top axes. The lasers (INITLASERISO) are on the
-planned isocenter: the verification images share the planning CT's patient coordinates
-(no couch offset is simulated).
+``R = Rz(RTN) Rx(PITCH) Ry(ROLL)`` in table-top axes.
+
+**Couch offset (clinical setup).** As on a real linac the lasers are first put on the patient's
+reference marks (tattoos), then the couch is moved by the plan's offset — the Patient Setup's
+Table Top Vertical/Longitudinal/Lateral Setup Displacement ``D`` (300A,01D2/01D4/01D6, table-top
+axes), which the virtual patients of ``openigrt phantom`` carry. The session's patient coordinates
+(the Frame of Reference of the acquired images) are attached to the table top, oriented as the
+patient, with their origin at the point the lasers marked before the couch moved (the reference
+mark). The machine isocenter during the acquisition is then at **INITLASERISO**
+``q = −Aᵀ D`` (``A`` = patient → table-top axes), while the planned isocenter is ``p`` in the
+planning CT's coordinates; for a plan without a setup displacement the reference mark is the
+isocenter and ``q = (0, 0, 0)``. ``couch_offset=False`` (``--no-couch-offset``) keeps the old
+convention ``q = p``. The acquired RT Images' Isocenter Position, the CBCT grid's centre and the
+INITLASERISO / ACQ_ISOCENTER points all record ``q``; the transform in ``truth.json`` maps
+reference → verification coordinates including the offset: ``T(x) = R (x − p) + q + Aᵀ s``
+(``s`` the setup error's translation), so ``T(p) = q`` exactly when the setup is perfect (zero
+correction, MATCH-6) and the expected correction is ``couch_correction(T, p, q)``.
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ from pydicom.dataset import Dataset
 from openigrt.config import Settings
 from openigrt.errors import PreconditionError
 from openigrt.geometry.couch import CouchCorrection, couch_correction, setup_error_from_table_top
+from openigrt.geometry.iec61217 import patient_axes_in_table_top
 from openigrt.geometry.projection import ProjectionGeometry, kv_geometry, mv_geometry
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.geometry.volume import Volume
@@ -61,8 +76,10 @@ from openigrt.sim.cbct import CbctParams, simulate_cbct
 from openigrt.sim.treatment_couch import CouchSpec
 from openigrt.sim.drr import KV_ATTENUATION, MV_ATTENUATION, DrrRenderer
 from openigrt.uids import new_uid
+from openigrt.workflow.day_change import DayChange
 
-__all__ = ["TableTopShift", "AcquisitionResult", "acquire", "rt_image_geometry", "parse_shift", "KINDS", "CBCT_MODELS",
+__all__ = ["TableTopShift", "AcquisitionResult", "acquire", "rt_image_geometry", "parse_shift", "initlaseriso_of", "KINDS",
+           "CBCT_MODELS",
            "PIXEL_SCALE", "DEFAULT_JAWS_MM"]
 
 #: What ``openigrt acquire`` can simulate.
@@ -80,9 +97,10 @@ DEFAULT_JAWS_MM = ((-100.0, 100.0), (-100.0, 100.0))
 KV_EXPOSURE = (100.0, 80, 25)
 #: MV exposure: nominal energy (kV), MU.
 MV_EXPOSURE = (6000.0, 1.0)
-#: kV technique factor of a lateral view (|sin(source angle)| above :data:`LATERAL_SIN`): clinical
-#: pelvis protocols give the lateral kV image about ten times the mAs of the AP one (the same as the
-#: matching benchmark); exposure time and simulated quanta scale together.
+#: kV technique factor of a lateral view (the beam runs along the patient's left-right axis: its
+#: patient x component above :data:`LATERAL_SIN`, whatever the gantry angle and Patient Position):
+#: clinical pelvis protocols give the lateral kV image about ten times the mAs of the AP one (the
+#: same as the matching benchmark); exposure time and simulated quanta scale together.
 LATERAL_KV_FACTOR = 10
 LATERAL_SIN = 0.7
 
@@ -101,10 +119,29 @@ class TableTopShift:
     def as_dict(self) -> dict[str, float]:
         return {k: float(getattr(self, k)) for k in ("lat_mm", "lng_mm", "vrt_mm", "rtn_deg", "pitch_deg", "roll_deg")}
 
-    def transform(self, *, planned_isocenter_mm: Sequence[float], patient_position: str) -> RigidTransform:
-        """The setup error ``T`` (reference → verification patient mm) for this plan."""
+    def transform(self, *, planned_isocenter_mm: Sequence[float], patient_position: str,
+                  initlaseriso_mm: Sequence[float] | None = None) -> RigidTransform:
+        """The setup error ``T`` (reference → verification patient mm) for this plan.
+
+        ``initlaseriso_mm``: the machine isocenter in the verification frame (default: the planned
+        isocenter, no couch offset).
+        """
         return setup_error_from_table_top(**self.as_dict(), planned_isocenter_mm=planned_isocenter_mm,
-                                          patient_position=patient_position)
+                                          patient_position=patient_position, initlaseriso_mm=initlaseriso_mm)
+
+
+def initlaseriso_of(plan: RTPlan, beam: Beam, planned_isocenter_mm: Sequence[float], patient_position: str, *,
+                    couch_offset: bool = True) -> tuple[float, float, float]:
+    """INITLASERISO of a session: ``−Aᵀ D`` from the Patient Setup's setup displacement ``D`` (module docstring)."""
+    if not couch_offset:
+        return tuple(float(v) for v in planned_isocenter_mm)  # type: ignore[return-value]
+    setup = plan.patient_setup(beam.referenced_patient_setup_number)
+    if setup is None and len(plan.patient_setups) == 1:
+        setup = plan.patient_setups[0]
+    vrt, lng, lat = (setup.setup_displacement_mm if setup and setup.setup_displacement_mm else (0.0, 0.0, 0.0))
+    d = np.array([lat or 0.0, lng or 0.0, vrt or 0.0], dtype=float)
+    q = -(patient_axes_in_table_top(patient_position).T @ d)
+    return tuple(float(round(v, 6)) + 0.0 for v in q)  # type: ignore[return-value]
 
 
 def parse_shift(text: str) -> TableTopShift:
@@ -220,6 +257,8 @@ def acquire(
     cbct_params: CbctParams | None = None,
     cbct_model: str = DEFAULT_CBCT_MODEL,
     ct_couch: CouchSpec = "auto",
+    couch_offset: bool = True,
+    day_change: DayChange | None = None,
     progress: Callable[[str], None] | None = None,
     content_datetime: datetime | None = None,
 ) -> AcquisitionResult:
@@ -243,6 +282,12 @@ def acquire(
         Where the planning CT's couch is (removed from the CBCT, which shows the treatment couch
         instead): a mask on the CT grid, a callable on patient points, ``"auto"`` (outside the body)
         or None (keep it); see :mod:`openigrt.sim.treatment_couch`.
+    couch_offset
+        Lasers on the reference marks, couch moved by the plan's setup displacement (default);
+        False: INITLASERISO = the planned isocenter.
+    day_change
+        A non-rigid change of the patient (:mod:`openigrt.workflow.day_change`) imaged on top of
+        the rigid setup error; truth.json then also holds the target's and the markers' truth.
 
     Raises
     ------
@@ -263,37 +308,46 @@ def acquire(
         raise PreconditionError(f"the beams {list(beam_numbers)} have different isocenters or patient positions; "
                                 "acquire them in separate calls")
     iso, position = contexts[0][1], contexts[0][2]
-    transform = shift.transform(planned_isocenter_mm=iso, patient_position=position)
+    laser = initlaseriso_of(plan, contexts[0][0], iso, position, couch_offset=couch_offset)
+    transform = shift.transform(planned_isocenter_mm=iso, patient_position=position, initlaseriso_mm=laser)
     session_for = frame_of_reference_uid or new_uid(settings.uid_root)
     out_dir.mkdir(parents=True, exist_ok=True)
     when = content_datetime or datetime.now()
     say = progress or (lambda _msg: None)
+    if day_change is not None:
+        from openigrt.sim.deformation import warp
+
+        say("deforming the planning CT into the patient of the day")
+        ct_volume = warp(ct_volume, day_change.deformation)
     if kind == "cbct":
         if len(contexts) != 1:
             raise PreconditionError("a CBCT acquisition images one beam (the CBCT setup beam)")
-        files, extra = _acquire_cbct(plan_dataset, ct_volume, contexts[0], transform, session_for, out_dir,
-                                     settings, seed, cbct_params or CbctParams(), when, say,
+        files, extra = _acquire_cbct(plan_dataset, ct_volume, (contexts[0][0], laser, contexts[0][2]), transform,
+                                     session_for, out_dir, settings, seed, cbct_params or CbctParams(), when, say,
                                      _CbctModel(cbct_model, ct_couch))
     else:
-        files, extra = _acquire_projections(kind, plan_dataset, ct_volume, contexts, transform, session_for,
+        files, extra = _acquire_projections(kind, plan_dataset, ct_volume, contexts, laser, transform, session_for,
                                             out_dir, settings, seed, when, say)
-    correction = couch_correction(transform, planned_isocenter_mm=iso, initlaseriso_mm=iso, patient_position=position)
-    truth = _truth(kind, plan, iso, position, shift, transform, correction, session_for, seed, files, out_dir) | extra
+    correction = couch_correction(transform, planned_isocenter_mm=iso, initlaseriso_mm=laser, patient_position=position)
+    truth = _truth(kind, plan, iso, laser, position, shift, transform, correction, session_for, seed, files,
+                   out_dir) | extra
+    if day_change is not None:
+        truth |= _day_change_truth(day_change, transform, iso, laser, position)
     truth_path = out_dir / "truth.json"
     truth_path.write_text(json.dumps(truth, indent=2) + "\n")
     return AcquisitionResult(kind=kind, files=tuple(files), truth_path=truth_path, truth=truth)
 
 
 def _acquire_projections(kind: str, plan_ds: Dataset, ct: Volume, contexts: list[tuple[Beam, Any, str]],
-                         transform: RigidTransform, session_for: str, out_dir: Path, settings: Settings, seed: int,
+                         laser: tuple[float, float, float], transform: RigidTransform, session_for: str, out_dir: Path, settings: Settings, seed: int,
                          when: datetime, say: Callable[[str], None]) -> tuple[list[Path], dict[str, Any]]:
     params = KV_IMAGING if kind == "kv" else MV_IMAGING
     renderer = DrrRenderer(ct, attenuation=KV_ATTENUATION if kind == "kv" else MV_ATTENUATION)
     files: list[Path] = []
     images: list[dict[str, Any]] = []
     for index, (beam, iso, position) in enumerate(contexts):
-        g = _geometry(kind, beam, iso, position)
-        factor = _technique_factor(kind, g.gantry_angle_deg)
+        g = _geometry(kind, beam, laser, position)  # the machine isocenter, verification coordinates
+        factor = _technique_factor(kind, g)
         view_params = replace(params, photons_per_pixel=params.photons_per_pixel * factor)
         say(f"rendering {kind.upper()} image of beam {beam.beam_number} (gantry/source {g.gantry_angle_deg:g} deg)")
         shot = acquire_projection(renderer, g, setup_error=transform, params=view_params, seed=seed + index)
@@ -327,9 +381,9 @@ def _acquire_projections(kind: str, plan_ds: Dataset, ct: Volume, contexts: list
     return files, {"images": images}
 
 
-def _technique_factor(kind: str, angle_deg: float) -> int:
-    """mAs factor of a view: :data:`LATERAL_KV_FACTOR` for lateral kV views, else 1."""
-    lateral = abs(np.sin(np.deg2rad(angle_deg))) > LATERAL_SIN
+def _technique_factor(kind: str, g: ProjectionGeometry) -> int:
+    """mAs factor of a view: :data:`LATERAL_KV_FACTOR` for kV views through the patient's sides, else 1."""
+    lateral = abs(float(g.beam_axis_patient()[0])) > LATERAL_SIN
     return LATERAL_KV_FACTOR if kind == "kv" and lateral else 1
 
 
@@ -346,7 +400,7 @@ class _CbctModel:
 
 def _simulate_cbct(ct: Volume, context: tuple[Beam, Any, str], transform: RigidTransform, seed: int,
                    params: CbctParams, model: _CbctModel) -> tuple[Volume, dict[str, Any]]:
-    beam, iso, position = context
+    beam, iso, position = context  # iso: INITLASERISO
     couch_angle = float(beam.patient_support_angle_deg or 0.0)
     if model.name == "fdk":
         from openigrt.sim.cbct_fdk import CbctScan, simulate_cbct_fdk
@@ -368,7 +422,7 @@ def _acquire_cbct(plan_ds: Dataset, ct: Volume, context: tuple[Beam, Any, str], 
                   session_for: str, out_dir: Path, settings: Settings, seed: int, params: CbctParams,
                   when: datetime, say: Callable[[str], None],
                   model: _CbctModel = _CbctModel(DEFAULT_CBCT_MODEL, "auto")) -> tuple[list[Path], dict[str, Any]]:
-    beam, iso, position = context
+    beam, iso, position = context  # iso: INITLASERISO, the machine isocenter in the session's coordinates
     say(f"simulating CBCT ({model.name}) of beam {beam.beam_number} "
         f"({params.columns}x{params.columns}x{params.slices})")
     volume, how = _simulate_cbct(ct, context, transform, seed, params, model)
@@ -385,7 +439,7 @@ def _acquire_cbct(plan_ds: Dataset, ct: Volume, context: tuple[Beam, Any, str], 
     ct_dir = out_dir / "CBCT"
     ct_dir.mkdir(parents=True, exist_ok=True)
     files = [write_file(ds, ct_dir / f"CT_{k + 1:04d}.dcm") for k, ds in enumerate(slices)]
-    points = IsocenterPoints(init_laser_iso_mm=tuple(iso), acq_isocenter_mm=tuple(iso),
+    points = IsocenterPoints(init_laser_iso_mm=tuple(iso), acq_isocenter_mm=tuple(iso),  # the laser point (context)
                              patient_support_angle_deg=float(beam.patient_support_angle_deg or 0.0))
     rs = build_isocenter_structure_set(cbct_images=slices, points=points, settings=settings, content_datetime=when)
     files.append(write_file(rs, out_dir / "RS_ISOCENTERS.dcm"))
@@ -396,14 +450,43 @@ def _acquire_cbct(plan_ds: Dataset, ct: Volume, context: tuple[Beam, Any, str], 
                             "params": {k: getattr(params, k) for k in params.__dataclass_fields__}} | how}
 
 
-def _truth(kind: str, plan: RTPlan, iso: Any, position: str, shift: TableTopShift, transform: RigidTransform,
-           correction: CouchCorrection, session_for: str, seed: int, files: list[Path], out_dir: Path) -> dict[str, Any]:
+def _day_change_truth(change: DayChange, transform: RigidTransform, iso: Any, laser: Any, position: str
+                      ) -> dict[str, Any]:
+    def correction_of(t: RigidTransform) -> dict[str, float]:
+        return couch_correction(t, planned_isocenter_mm=iso, initlaseriso_mm=laser, patient_position=position).as_dict()
+
+    target = transform.compose(change.target_motion())
+    out: dict[str, Any] = {
+        "deformation": change.as_dict(),
+        "target_transform": {"matrix": target.as_list(),
+                             "convention": "setup error o the target's own rigid motion (least squares over the "
+                                           "PTV's voxels), reference -> verification patient mm"},
+        "expected_couch_correction_target": correction_of(target),
+        "truth_for": {"bony anatomy (whole-volume 3D/3D, 2D/2D, simple 2D)": "transform",
+                      "a region of interest around the target (3D/3D ROI)": "target_transform",
+                      "marker match": "marker_transform"},
+    }
+    markers = change.marker_motion()
+    if markers is not None:
+        m = transform.compose(markers)
+        out["marker_transform"] = {"matrix": m.as_list(), "convention": "setup error o the markers' rigid motion"}
+        out["expected_couch_correction_markers"] = correction_of(m)
+    return out
+
+
+def _truth(kind: str, plan: RTPlan, iso: Any, laser: Any, position: str, shift: TableTopShift,
+           transform: RigidTransform, correction: CouchCorrection, session_for: str, seed: int, files: list[Path],
+           out_dir: Path) -> dict[str, Any]:
     return {
         "kind": kind,
         "plan_sop_instance_uid": plan.sop_instance_uid,
         "patient_position": position,
         "planned_isocenter_mm": list(iso),
-        "initlaseriso_mm": list(iso),
+        "initlaseriso_mm": list(laser),
+        "couch_offset": {"initlaseriso_minus_planned_isocenter_mm": [float(a - b) for a, b in zip(laser, iso)],
+                         "convention": "lasers on the reference marks, couch moved by the plan's Table Top Setup "
+                                       "Displacement; session coordinates: origin at the reference mark, patient "
+                                       "axes, attached to the table top; INITLASERISO = -A^T D"},
         "frame_of_reference_uid": session_for,
         "seed": seed,
         "shift_table_top": shift.as_dict(),

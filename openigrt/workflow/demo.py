@@ -24,13 +24,15 @@ from openigrt.errors import OpenIGRTError
 from openigrt.net.client import DicomClient
 from openigrt.workflow.fraction import Decision, Fraction, FractionEvent, FractionOptions, match_summary
 from openigrt.workflow.matching import MatchOutcome
-from openigrt.workflow.phantom import write_phantom_patient
+from openigrt.workflow.phantom import write_patient
 from openigrt.workflow.state import MatchRecord, SessionState
 
 #: Largest acceptable difference between a couch correction and the ground truth, per match type
 #: (translation in mm, rotation in degrees): the maximum-error targets of the matching benchmark.
 ACCURACY_MM = {"2d": 0.8, "2d2d": 0.8, "marker": 0.5, "3d3d": 0.5}
 ACCURACY_DEG = {"3d3d": 0.1}
+#: On real anatomy (issue 12 targets: 3D/3D rotations within 0.15°).
+ACCURACY_DEG_REAL_ANATOMY = {"3d3d": 0.15}
 LOOPBACK = "127.0.0.1"
 
 
@@ -62,11 +64,14 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(s.getsockname()[1])
 
 
-def accuracy_checks(rows: list[dict[str, Any]]) -> list[Check]:
+def accuracy_checks(rows: list[dict[str, Any]], *, real_anatomy: bool = False) -> list[Check]:
     """Compare each match's automatic couch correction with the ground truth (virtual imager).
 
     A reviewer's adjustment is the reviewer's, not the algorithm's: the automatic result is checked.
+    Rotations are held to :data:`ACCURACY_DEG` on the phantom, :data:`ACCURACY_DEG_REAL_ANATOMY`
+    on real anatomy.
     """
+    limits_deg = ACCURACY_DEG_REAL_ANATOMY if real_anatomy else ACCURACY_DEG
     checks = []
     for row in rows:
         couch, truth, m = row.get("automatic_couch") or row["couch"], row["truth"], row["match"]
@@ -78,10 +83,10 @@ def accuracy_checks(rows: list[dict[str, Any]]) -> list[Check]:
         err_mm = max(abs(couch[k] - truth[k]) for k in keys)
         ok = err_mm <= ACCURACY_MM[m]
         detail = f"max translation error {err_mm:.2f} mm (≤ {ACCURACY_MM[m]} mm)"
-        if m in ACCURACY_DEG and "rtn_deg" in couch:
+        if m in limits_deg and "rtn_deg" in couch:
             err_deg = max(abs(couch[k] - truth[k]) for k in ("rtn_deg", "pitch_deg", "roll_deg"))
-            ok = ok and err_deg <= ACCURACY_DEG[m]
-            detail += f", max rotation error {err_deg:.2f}° (≤ {ACCURACY_DEG[m]}°)"
+            ok = ok and err_deg <= limits_deg[m]
+            detail += f", max rotation error {err_deg:.2f}° (≤ {limits_deg[m]}°)"
         if skip:
             detail += f"; {', '.join(sorted(skip))} not visible in a single view"
         checks.append(Check(f"{m} accuracy", ok, detail))
@@ -89,12 +94,15 @@ def accuracy_checks(rows: list[dict[str, Any]]) -> list[Check]:
 
 
 def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...], seed: int = 0, small: bool = False,
+             patient: str = "synthetic", patient_position: str = "HFS",
              on_event: Callable[[FractionEvent], None] | None = None,
              decide: Callable[[MatchOutcome, MatchRecord], Decision] | None = None,
              cbct_model: str = "fast") -> DemoResult:
     """Run the demo in *workdir* (created; re-running resumes the same session).
 
     *decide* is the fraction's decision callback (default: accept every match as proposed).
+    *patient* is ``synthetic`` (the phantom) or a real-anatomy patient of ``openigrt phantom
+    --patient`` (``abdomen``, ``liver``), in *patient_position*.
     """
     say = on_event or (lambda e: None)
     workdir = Path(workdir).resolve()
@@ -104,8 +112,8 @@ def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...],
         truth = json.loads((phantom_dir / "phantom.json").read_text())
         say(FractionEvent("phantom", f"phantom patient already in {phantom_dir}"))
     else:
-        ph = write_phantom_patient(phantom_dir, settings=settings, seed=seed, small=small,
-                                   progress=lambda msg: say(FractionEvent("phantom", msg)))
+        ph = write_patient(phantom_dir, settings=settings, patient=patient, patient_position=patient_position,
+                           seed=seed, small=small, progress=lambda msg: say(FractionEvent("phantom", msg)))
         truth = ph.truth
     plan_uid = truth["uids"]["plan_uid"]
     port = free_port()
@@ -126,7 +134,7 @@ def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...],
         checks = _arrival_checks(client, state, say)
     rows = match_summary(state)
     checks = [Check("fraction closed", state.closed, "every accepted object stored" if state.closed else "not closed"),
-              *checks, *accuracy_checks(rows)]
+              *checks, *accuracy_checks(rows, real_anatomy=truth.get("site", "phantom") != "phantom")]
     return DemoResult(workdir, state, rows, checks)
 
 

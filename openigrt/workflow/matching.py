@@ -16,6 +16,15 @@ Isocenter precedence for the couch correction (MATCH-6):
   (an RT Structure Set with an INITLASERISO POINT among the verification files) > acquired RT
   Images' Isocenter Position > the planned isocenter;
 * patient position: the plan's patient setup > reference images' Patient Position > ``HFS``.
+
+Couch offset (MATCH-6). The verification images have their own patient coordinates, in which the
+machine isocenter is INITLASERISO ``q``, usually not the planned isocenter ``p`` (the lasers were on
+the reference marks and the couch was moved by the plan's offset; another imaging system's origin).
+A registration mapping ``p`` onto ``q`` is a zero correction: every match therefore starts from
+``T0 = translate(q − p)`` (:func:`zero_correction`). The projection matches run with the acquired
+geometries re-expressed in the reference frame aligned by ``T0`` (isocenter ``p``,
+:func:`in_reference_frame`) and their result is composed with ``T0``; the 3D/3D match starts from
+``T0``. Every stored transform maps reference → verification coordinates, offset included.
 """
 
 from __future__ import annotations
@@ -138,6 +147,30 @@ def plan_isocenter(plan: RTPlan) -> tuple[XYZ, str | None]:
         if b.isocenter_position_mm is not None:
             return b.isocenter_position_mm, plan.patient_position(b)
     raise PreconditionError(f"{plan.source}: no beam of the plan has an Isocenter Position (300A,012C)")
+
+
+def zero_correction(ctx: MatchContext) -> RigidTransform:
+    """``translate(q − p)``: the registration whose couch correction is zero (planned isocenter → INITLASERISO)."""
+    if ctx.planned_isocenter_mm is None or ctx.initlaseriso_mm is None:
+        return RigidTransform.identity()
+    return RigidTransform.from_parameters(
+        translation_mm=np.asarray(ctx.initlaseriso_mm, float) - np.asarray(ctx.planned_isocenter_mm, float))
+
+
+def in_reference_frame(view: Projection, ctx: MatchContext) -> Projection:
+    """The acquired view with its geometry in the reference frame aligned by :func:`zero_correction`
+    (isocenter = the planned isocenter): ``g'.project(x − (q − p)) == g.project(x)``."""
+    if ctx.planned_isocenter_mm is None:
+        return view
+    return replace(view, geometry=replace(view.geometry, isocenter_mm=tuple(float(v) for v in ctx.planned_isocenter_mm)))
+
+
+def _with_offset(result: MatchResult, zero: RigidTransform) -> MatchResult:
+    """A result found in the aligned reference frame, expressed in verification coordinates."""
+    t = zero.translation_mm
+    markers = tuple(replace(m, found_mm=None if m.found_mm is None else tuple(float(a + b) for a, b in zip(m.found_mm, t)))
+                    for m in result.markers)
+    return replace(result, transform=zero.compose(result.transform), markers=markers)
 
 
 def resolve_context(*, isocenter: XYZ | None = None, initlaseriso: XYZ | None = None, plan: RTPlan | None = None,
@@ -339,7 +372,8 @@ def run_3d3d(*, reference_ct: Sequence[Path], verification: Sequence[Path], plan
         choice = default_roi(planned_isocenter_mm=ctx.planned_isocenter_mm, structure_set=rs)
     box = None if choice.center_mm is None or choice.half_size_mm is None else \
         BoxROI(center_mm=choice.center_mm, half_size_mm=choice.half_size_mm)
-    result = register_3d3d(ref.volume, ver.volume, dof=dof, roi=box, reference_roi_mask=mask)
+    result = register_3d3d(ref.volume, ver.volume, dof=dof, roi=box, reference_roi_mask=mask,
+                           initial=zero_correction(ctx))
     return MatchOutcome("3d3d", result, ctx, result.transform, tuple(ref_ds), tuple(ver_ds),
                         reference_volume=ref.volume, verification_volume=ver.volume,
                         extra={"roi": choice.as_dict()})
@@ -385,14 +419,16 @@ def run_2d2d(*, references: Sequence[Path], acquired: Sequence[Path], ct: Sequen
     if len(refs) != 2 or len(acqs) != 2:
         raise PreconditionError(f"2D/2D needs 2 reference and 2 acquired RT Images, got {len(refs)} and {len(acqs)}")
     ctx = _projection_context(refs, acqs, plan, isocenter, initlaseriso)
-    iso = ctx.initlaseriso_mm or (0.0, 0.0, 0.0)
+    iso = ctx.planned_isocenter_mm or (0.0, 0.0, 0.0)
     volume = read_ct(ct)[0].volume if ct else None
     renderer = half_resolution_renderer(volume) if volume is not None else None
-    ref_pix, acq_pix, geoms = [r.pixels for r in refs], [a.pixels for a in acqs], [a.geometry for a in acqs]
+    ref_pix, acq_pix = [r.pixels for r in refs], [a.pixels for a in acqs]
+    geoms = [in_reference_frame(a, ctx).geometry for a in acqs]
     if dof == 6:
         result = match_2d3d(acq_pix, geoms, renderer, isocenter_mm=iso, references=ref_pix)
     else:
         result = match_2d2d(ref_pix, acq_pix, geoms, isocenter_mm=iso, renderer=renderer)
+    result = _with_offset(result, zero_correction(ctx))
     return MatchOutcome("2d2d", result, ctx, result.transform, tuple(r.dataset for r in refs),
                         tuple(a.dataset for a in acqs), reference_volume=volume, references=tuple(refs),
                         acquired=tuple(acqs))
@@ -405,8 +441,9 @@ def run_2d(*, reference: Path, acquired: Path, plan: RTPlan | None = None, rotat
 
     (ref,), (acq,) = read_projections([reference]), read_projections([acquired])
     ctx = _projection_context([ref], [acq], plan, isocenter, initlaseriso)
-    result = match_2d(ref.pixels, acq.pixels, acq.geometry, isocenter_mm=ctx.initlaseriso_mm or (0.0, 0.0, 0.0),
-                      rotation=rotation)
+    result = match_2d(ref.pixels, acq.pixels, in_reference_frame(acq, ctx).geometry,
+                      isocenter_mm=ctx.planned_isocenter_mm or (0.0, 0.0, 0.0), rotation=rotation)
+    result = _with_offset(result, zero_correction(ctx))
     return MatchOutcome("2d", result, ctx, result.transform, (ref.dataset,), (acq.dataset,), references=(ref,),
                         acquired=(acq,))
 
@@ -436,14 +473,16 @@ def run_marker(*, ct: Sequence[Path], acquired: Sequence[Path], structure_set: P
     series, ct_ds = read_ct(ct)
     names, planned = planned_markers(ct=series, structure_set=structure_set)
     acqs = read_projections(acquired)
-    marker_vol, anatomy_vol = split_markers(series.volume)
-    templates = [DrrRenderer(marker_vol).render(a.geometry) for a in acqs]
-    anatomy = [DrrRenderer(anatomy_vol).render(a.geometry) for a in acqs]
     ctx = resolve_context(isocenter=isocenter, initlaseriso=initlaseriso, plan=plan,
                           verification_iso=acqs[0].image.geometry.effective_isocenter_position_mm,
                           reference_position=series.patient_position)
-    result = match_markers(planned, [a.pixels for a in acqs], [a.geometry for a in acqs], names=names,
-                           templates=templates, anatomy=anatomy)
+    geoms = [in_reference_frame(a, ctx).geometry for a in acqs]
+    marker_vol, anatomy_vol = split_markers(series.volume)
+    templates = [DrrRenderer(marker_vol).render(g) for g in geoms]
+    anatomy = [DrrRenderer(anatomy_vol).render(g) for g in geoms]
+    result = match_markers(planned, [a.pixels for a in acqs], geoms, names=names, templates=templates,
+                           anatomy=anatomy)
+    result = _with_offset(result, zero_correction(ctx))
     return MatchOutcome("marker", result, ctx, result.transform, tuple(ct_ds), tuple(a.dataset for a in acqs),
                         reference_volume=series.volume, acquired=tuple(acqs), marker_names=tuple(names),
                         planned_markers_mm=planned)

@@ -148,7 +148,8 @@ def setup_displacement(vp: VirtualPatient) -> tuple[float, float, float]:
 
 def _rois(vp: VirtualPatient) -> list[Roi]:
     rois = [Roi(s.name, s.kind, s.contours, roi_display_color=s.color) for s in vp.structures if s.contours]
-    rois += [Roi.point(f.name, f.center_mm, "MARKER", roi_display_color=_MARKER_COLOUR) for f in vp.fiducials]
+    rois += [Roi.point(f.name, point, "MARKER", roi_display_color=_MARKER_COLOUR)
+             for f, point in zip(vp.fiducials, vp.marker_points)]
     return rois
 
 

@@ -39,11 +39,20 @@ def _acquire(patient, kind: str, beams: list[int], out: Path, shift: str, seed: 
     return json.loads((out / "truth.json").read_text())
 
 
+def _laser(patient) -> np.ndarray:
+    """INITLASERISO of a session: lasers on the reference mark m, couch moved by the plan's offset, session
+    origin at the mark: the machine isocenter is at p - m (derived from the geometry, not read back)."""
+    return np.asarray(patient.phantom.isocenter_mm) - np.asarray(patient.phantom.reference_mark_mm)
+
+
 def test_kv_pair_truth_and_images(patient, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     truth = _acquire(patient, "kv", [11, 12], tmp_path / "kv", "2.5,-4,1,1.5,0,0", capsys=capsys)
     iso = patient.phantom.isocenter_mm
+    laser = _laser(patient)
+    assert np.linalg.norm(laser - np.asarray(iso)) > 10.0  # a real couch offset
+    np.testing.assert_allclose(truth["initlaseriso_mm"], laser, atol=1e-6)
     t = setup_error_from_table_top(lat_mm=2.5, lng_mm=-4.0, vrt_mm=1.0, rtn_deg=1.5, planned_isocenter_mm=iso,
-                                   patient_position="HFS")
+                                   patient_position="HFS", initlaseriso_mm=laser)
     np.testing.assert_allclose(truth["transform"]["matrix"], t.matrix, atol=1e-12)
     assert truth["expected_couch_correction"] == pytest.approx(
         {"vrt_mm": -1.0, "lng_mm": 4.0, "lat_mm": -2.5, "rtn_deg": -1.5, "pitch_deg": 0.0, "roll_deg": 0.0})
@@ -53,6 +62,7 @@ def test_kv_pair_truth_and_images(patient, tmp_path: Path, capsys: pytest.Captur
         assert ds.ReferencedBeamNumber == number and ds.ImageType[:3] == ["ORIGINAL", "PRIMARY", "PORTAL"]
         assert ds.PrimaryDosimeterUnit == "MINUTE" and str(ds.FrameOfReferenceUID) == truth["frame_of_reference_uid"]
         g = ProjectionGeometry.from_rt_image_attributes(ds)
+        np.testing.assert_allclose(g.isocenter_mm, laser, atol=1e-6)  # Isocenter Position = INITLASERISO
         np.testing.assert_allclose(g.project(t.apply([iso])), [image["planned_isocenter_pixel"]], atol=1e-3)
         uids.add(str(ds.SOPInstanceUID))
     assert len(uids) == 2
@@ -84,7 +94,7 @@ def test_cbct_volume_isocenters_and_validity(patient, tmp_path: Path) -> None:
     truth = _acquire(patient, "cbct", [13], tmp_path / "cb", "0,0,0")
     files, _ = read_paths([tmp_path / "cb" / "CBCT"])
     cb = read_ct_series(files)
-    np.testing.assert_allclose(cb.volume.center_mm(), patient.phantom.isocenter_mm, atol=1e-6)
+    np.testing.assert_allclose(cb.volume.center_mm(), _laser(patient), atol=1e-6)
     assert str(cb.frame_of_reference_uid) == truth["frame_of_reference_uid"]
     assert cb.volume.shape[0] * cb.volume.spacing_mm[2] == pytest.approx(170.0)
     rs = RTStructureSet.from_dataset(read_file(tmp_path / "cb" / "RS_ISOCENTERS.dcm"))
@@ -101,13 +111,22 @@ def test_cbct_shows_the_shift(patient, tmp_path: Path) -> None:
     cb = read_ct_series(read_paths([tmp_path / "cb" / "CBCT"])[0]).volume
     bare = make_phantom(PhantomParams.small(fiducial_offsets=()))
     # the body's anterior skin (y = -100 mm in the CT) is now at y = -109 mm in the verification frame
-    x0 = patient.phantom.isocenter_mm[0]
+    x0, _, z0 = _laser(patient)  # the planned isocenter's column in the verification frame (x, z offset only)
     ys = np.arange(-130.0, -80.0, 0.25)
-    i, _, k = np.rint(cb.patient_to_index([[x0, 0.0, patient.phantom.isocenter_mm[2]]])[0]).astype(int)
+    i, _, k = np.rint(cb.patient_to_index([[x0, 0.0, z0]])[0]).astype(int)
     profile = np.interp(ys, cb.origin_mm[1] + np.arange(cb.shape[1]) * cb.spacing_mm[1], cb.array[k, :, i])
     edge = ys[np.argmax(profile > -500)]
     assert edge == pytest.approx(-100.0 - 9.0, abs=2.0)
     assert bare.body_semi_axes_mm[1] == 100.0
+
+
+def test_no_couch_offset_puts_the_lasers_on_the_planned_isocenter(patient, tmp_path: Path) -> None:
+    args = ["acquire", "cbct", "--plan", str(patient.plan_path), "--ct", str(patient.ct_dir), "--beam", "13",
+            "--shift", "1,2,3", "--out", str(tmp_path / "cb"), "--no-couch-offset"]
+    assert main(args) == 0
+    truth = json.loads((tmp_path / "cb" / "truth.json").read_text())
+    assert truth["initlaseriso_mm"] == truth["planned_isocenter_mm"]
+    assert truth["expected_couch_correction"]["vrt_mm"] == -3.0
 
 
 @needs_dciodvfy

@@ -186,3 +186,39 @@ def test_unreadable_and_non_ct_image_files_are_one_clear_error(tmp_path: Path,
 def test_small_is_refused_for_real_anatomy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _error(["phantom", "--out", str(tmp_path / "o"), "--patient", "abdomen", "--small"], capsys)
     assert code == 2 and "--small" in err
+
+
+def test_deformed_patient_of_the_day_and_its_truths(abdomen, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--deform: the markers in the CBCT sit at T(φ(p)), not T(p); truth.json says which truth is whose."""
+    from openigrt.geometry.rigid import RigidTransform
+    from openigrt.workflow.day_change import day_change
+    from openigrt.workflow.matching import points_of_type
+
+    out = tmp_path / "cb"
+    rs_path = abdomen.dicom_dir / "RS_PHANTOM.dcm"
+    assert main(["acquire", "cbct", "--plan", str(abdomen.plan_path), "--ct", str(abdomen.ct_dir), "--beam", "13",
+                 "--shift", "3,-4,2,1,-0.5,0.8", "--deform", "10,6,4", "--structure-set", str(rs_path),
+                 "--out", str(out), "--json"]) == 0
+    truth = json.loads(capsys.readouterr().out)
+    assert set(truth["truth_for"].values()) == {"transform", "target_transform", "marker_transform"}
+    t = RigidTransform(np.asarray(truth["transform"]["matrix"]))
+    rs = RTStructureSet.from_dataset(read_file(rs_path))
+    markers = np.array([p for _, p in points_of_type(rs, "MARKER")])
+    ct = read_ct_series(read_paths([abdomen.ct_dir])[0]).volume
+    change = day_change(ct, rs, bladder_mm=10, rectum_mm=6, weight_loss_mm=4, marker_points_mm=markers)
+    cb = read_ct_series(read_paths([out / "CBCT"])[0]).volume
+    moved = 0.0
+    for p in markers:
+        expected = t.apply(change.deformation.apply([p]))[0]
+        i, j, k = np.rint(cb.patient_to_index([expected])[0]).astype(int)
+        box = np.asarray(cb.array, float)[k - 3:k + 4, j - 6:j + 7, i - 6:i + 7]
+        excess = box - np.percentile(box, 50)
+        w = np.clip(excess - 0.3 * excess.max(), 0, None)  # the blob's upper 70 %
+        kk, jj, ii = np.nonzero(w)
+        idx = np.column_stack([ii + i - 6, jj + j - 6, kk + k - 3]).astype(float)
+        found = cb.index_to_patient_mm([(idx * w[kk, jj, ii][:, None]).sum(0) / w.sum()])[0]
+        assert np.linalg.norm(found - expected) < 1.5, (p, found, expected)  # 1 mm CBCT of a 3 mm CT
+        moved = max(moved, float(np.linalg.norm(found - t.apply([p])[0])))
+    assert moved > 3.0  # the deformation moved the markers beyond the rigid setup error
+    target = np.asarray(truth["expected_couch_correction_target"]["vrt_mm"])
+    assert abs(target - truth["expected_couch_correction"]["vrt_mm"]) > 1.0  # the target moved against the bone
