@@ -361,13 +361,14 @@ def _z(volume: Volume) -> NDArray[np.float64]:
     return volume.origin_mm[2] + np.arange(volume.shape[0]) * volume.spacing_mm[2]
 
 
-def from_phantom(ph: Phantom, *, patient_position: str = "HFS") -> VirtualPatient:
+def from_phantom(ph: Phantom, *, patient_position: str | None = None) -> VirtualPatient:
     """The synthetic phantom as a :class:`VirtualPatient` (its analytic BODY and PTV contours).
 
     The phantom lies supine on its couch; for another *patient_position* its couch is removed and
     our CT couch put on the side gravity pulls to (:func:`~openigrt.sim.ct_couch.insert_couch`).
+    Default position: the phantom's own.
     """
-    position = PatientPosition.parse(patient_position).value
+    position = PatientPosition.parse(patient_position or ph.patient_position).value
     volume = ph.volume
     details: dict[str, Any] = {k: v for k, v in ph.truth().items() if k in ("body", "couch_top_y_mm")}
     if position != "HFS":

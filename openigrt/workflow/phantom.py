@@ -187,7 +187,7 @@ def _drrs(vp: VirtualPatient, plan: Dataset, settings: Settings, drr_uids: dict[
 
 
 def write_phantom_patient(out_dir: Path, *, settings: Settings, seed: int = 0, small: bool = False,
-                          patient_position: str = "HFS", progress: Callable[[str], None] | None = None,
+                          patient_position: str | None = None, progress: Callable[[str], None] | None = None,
                           content_datetime: datetime | None = None) -> PhantomPatient:
     """Build the synthetic phantom patient and write it under *out_dir* (see the module docstring).
 
@@ -217,7 +217,8 @@ def write_patient(out_dir: Path, *, settings: Settings, patient: str = "syntheti
         raise OpenIGRTError(f"unknown patient {patient!r}; choose one of {', '.join(PATIENTS)} or --from-ct PATH")
     if from_ct is None and patient == "synthetic":
         return write_phantom_patient(out_dir, settings=settings, seed=seed, small=small,
-                                     patient_position=patient_position, progress=progress,
+                                     patient_position=None if patient_position == "HFS" else patient_position,
+                                     progress=progress,
                                      content_datetime=content_datetime)
     say = progress or (lambda _msg: None)
     path = Path(from_ct) if from_ct is not None else built_in_ct(patient)
