@@ -324,7 +324,7 @@ def acquire(
             raise PreconditionError("a CBCT acquisition images one beam (the CBCT setup beam)")
         files, extra = _acquire_cbct(plan_dataset, ct_volume, (contexts[0][0], laser, contexts[0][2]), transform,
                                      session_for, out_dir, settings, seed, cbct_params or CbctParams(), when, say,
-                                     _CbctModel(cbct_model, ct_couch))
+                                     _CbctModel(cbct_model, ct_couch, tuple(float(v) for v in iso)))
     else:
         files, extra = _acquire_projections(kind, plan_dataset, ct_volume, contexts, laser, transform, session_for,
                                             out_dir, settings, seed, when, say)
@@ -396,6 +396,9 @@ def _collimator(beam: Beam) -> float:
 class _CbctModel:
     name: str
     ct_couch: Any
+    #: The plan's isocenter (reference coordinates): the treatment couch goes under the patient's
+    #: resting point below it; the context's isocenter is INITLASERISO (verification coordinates).
+    planned_isocenter_mm: tuple[float, float, float] | None = None
 
 
 def _simulate_cbct(ct: Volume, context: tuple[Beam, Any, str], transform: RigidTransform, seed: int,
@@ -407,14 +410,16 @@ def _simulate_cbct(ct: Volume, context: tuple[Beam, Any, str], transform: RigidT
 
         scan = CbctScan()
         r = simulate_cbct_fdk(ct, setup_error=transform, isocenter_mm=iso, params=params, scan=scan, seed=seed,
-                              patient_position=position, ct_couch=model.ct_couch, patient_support_angle_deg=couch_angle)
+                              patient_position=position, ct_couch=model.ct_couch, patient_support_angle_deg=couch_angle,
+                              planned_isocenter_mm=model.planned_isocenter_mm)
         return r.volume, {"model": "fdk", "scan": {"fan": scan.fan, "views": scan.views, "arc_deg": scan.arc,
                                                    "kvp": scan.kvp, "mas": scan.mas},
                           "fov_radius_mm": r.fov_radius_mm, "timing_s": {"projections": round(r.projections_s, 3),
                                                                          "reconstruction": round(r.reconstruction_s, 3),
                                                                          "rtk_load": round(r.rtk_load_s, 3)}}
     volume = simulate_cbct(ct, setup_error=transform, isocenter_mm=iso, params=params, seed=seed,
-                           patient_position=position, ct_couch=model.ct_couch)
+                           patient_position=position, ct_couch=model.ct_couch,
+                           planned_isocenter_mm=model.planned_isocenter_mm)
     return volume, {"model": "fast"}
 
 
