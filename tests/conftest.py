@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from openigrt.config import Settings, load_settings
+from tests.net.tlspki import Pki, make_pki
 from tests.peers import Peer, free_port, have, start_dcmqrscp, start_orthanc, start_storescp
 
 OUR_AE = "OPENIGRT"
@@ -88,6 +89,17 @@ def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., Peer]]:
     yield make
     for p in started:
         p.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """The DICOM TLS test PKI (CA, server, client, expired, wrong-host, unknown-CA certificates), made
+    once per session with openssl by scripts/make-test-certs.sh (tests/net/tlspki.py)."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (make peers)")
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 STRICT_ENV = "OPENIGRT_REQUIRE_PEERS"

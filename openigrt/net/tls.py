@@ -58,6 +58,7 @@ _VERIFY_WORDS: Final = {
     19: "{peer}'s certificate chain ends in a CA that is not in tls.ca_bundle",
     20: "{peer}'s certificate is not signed by a CA in tls.ca_bundle",
     21: "{peer}'s certificate is not signed by a CA in tls.ca_bundle",
+    26: "{peer}'s certificate is not meant for this role (its extendedKeyUsage)",
     62: "{peer}'s certificate does not name the host we connected to (tls.verify_hostname)",
     64: "{peer}'s certificate does not name the IP address we connected to (tls.verify_hostname)",
 }

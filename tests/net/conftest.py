@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator
 
 import pytest
-
-from tests.net.tlspki import Pki, make_pki
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +21,3 @@ def _restore_root_logging() -> Iterator[None]:
     root.setLevel(level)
     pyn.setLevel(pyn_level)
 
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """The test PKI (CA, server, client, expired, wrong-host, unknown-CA certificates), made once with openssl."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (make peers)")
-    return make_pki(tmp_path_factory.mktemp("pki"))

@@ -6,7 +6,8 @@
   preconditions each end with one clear message, a non-zero exit and nothing stored;
 * Orthanc end to end: the phantom in Orthanc, loaded by plan UID with per-image C-MOVEs, matched,
   stored; Orthanc then holds the REG (whose referenced images exist in Orthanc), the structure sets
-  (the marker set's private reference points at the original), RT Images with curves and the CT.
+  (the marker set's private reference points at the original), RT Images with curves and the CT;
+  and the same over DICOM TLS (issue 10).
 """
 
 from __future__ import annotations
@@ -261,6 +262,32 @@ def test_orthanc_end_to_end(tmp_path: Path, phantom: Any) -> None:
         original = str(phantom.truth["uids"]["structure_set_uid"])
         assert [(r.sop_instance_uid, r.structure_set_relationship) for r in rs.referenced_structure_sets] == [
             (original, "ADDITION")]
+
+
+def test_session_over_dicom_tls_with_orthanc(tmp_path: Path, phantom: Any, pki: Any) -> None:
+    """Issue 10: a whole session with Orthanc's DICOM port TLS-only (DicomTlsEnabled) and its C-MOVE back to
+    our SCP over TLS ("UseDicomTls"): load, match, store all over mutual TLS (nothing else can connect)."""
+    if not Path("/usr/sbin/Orthanc").exists():
+        pytest.skip("Orthanc is not installed (make peers)")
+    our_port = free_port()
+    config = {"DicomTlsEnabled": True, "DicomTlsCertificate": str(pki.server), "DicomTlsPrivateKey": str(pki.server_key),
+              "DicomTlsTrustedCertificates": str(pki.ca), "DicomTlsRemoteCertificateRequired": True,
+              "DicomModalities": {"openigrt": {"AET": OUR_AE, "Host": "127.0.0.1", "Port": our_port, "UseDicomTls": True},
+                                  "storescu": {"AET": "STORESCU", "Host": "127.0.0.1", "Port": 104, "UseDicomTls": True}}}
+    with start_orthanc(tmp_path / "orthanc", extra_config=config) as orthanc:
+        storescu(orthanc.ae_title, orthanc.port, sorted(phantom.dicom_dir.rglob("*.dcm")), timeout=120,
+                 extra_args=pki.dcmtk())
+        args = ["session", "--plan-uid", _plan_uid(phantom), "--workdir", str(tmp_path / "s"), "--ae-title", OUR_AE,
+                "--port", str(our_port), "--cache", str(tmp_path / "cache"),
+                "--remote", f"{orthanc.ae_title}@127.0.0.1:{orthanc.port}", "--set", "local.bind_address=127.0.0.1",
+                "--decision", "accept", "--json", "--match", "2d2d", *pki.cli(cert="server", key="server")]
+        cp = run_cli(args)
+        assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+        state = json.loads((tmp_path / "s" / "session.json").read_text())
+        stored = [c for c in state["created"] if c["stored"]]
+        assert "REG" in {c["kind"] for c in stored}
+        for c in stored:
+            assert _orthanc_instance(orthanc, c["sop_instance_uid"]), f"{c['kind']} not in Orthanc"
 
 
 # ----------------------------------------------------------------------------- MATCH-7 decisions
