@@ -22,6 +22,7 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cbct_bench.py", ()),
     ("iod_bench.py", ()),
     ("plan_bench.py", ()),
+    ("cli_bench.py", ()),
     ("match_bench.py", ("--write-readme",)),
     ("review_bench.py", ()),
 )

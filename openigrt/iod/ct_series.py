@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pydicom.uid import CTImageStorage
 
 from openigrt.errors import DicomInputError
@@ -165,6 +167,26 @@ def _plane(f: DicomFile) -> _Plane:
                   col_dir / np.linalg.norm(col_dir))
 
 
+_PLANE_TAGS = tuple(Tag(k) for k in ("ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"))
+
+
+class _Planes:
+    """:func:`_plane` of each file, decoded once per distinct raw header bytes (the slices of a series
+    share them; a flaw in them is reported for the first file that has it, as without the memo)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[Any, ...], _Plane] = {}
+
+    def __call__(self, f: DicomFile) -> _Plane:
+        raws = [f.dataset.get_item(t) for t in _PLANE_TAGS]
+        if not all(isinstance(r, RawDataElement) and r.value is not None for r in raws):
+            return _plane(f)
+        key = tuple((r.VR, r.is_little_endian, r.is_implicit_VR, r.value) for r in raws)
+        if key not in self._seen:
+            self._seen[key] = _plane(f)
+        return self._seen[key]
+
+
 def read_ct_series(items: Iterable[DicomFile | Dataset | str | Path], *, series_instance_uid: str | None = None,
                    uniformity_mm: float = 0.01) -> CTSeries:
     """Read one CT series into a :class:`CTSeries` (see the module docstring).
@@ -232,9 +254,10 @@ def _ordered(items: Iterable[DicomFile | Dataset | str | Path], series_instance_
     uid, files = next(iter(groups.items()))
     for f in files:
         check_sop_class(f, str(CTImageStorage))
-    plane = _plane(files[0])
+    planes = _Planes()
+    plane = planes(files[0])
     for f in files[1:]:
-        _same_plane(plane, _plane(f), f.source)
+        _same_plane(plane, planes(f), f.source)
     normal = np.cross(plane.row_dir, plane.col_dir)
     positions = [np.asarray(AttributeReader(f.dataset, f.source).floats("ImagePositionPatient", 3)) for f in files]
     order = np.argsort([p @ normal for p in positions], kind="stable")
