@@ -16,7 +16,7 @@ ImageInputError otherwise).
 
 The built-in patients are named (:data:`BUILT_IN`): ``abdomen`` ships inside the package
 (``openigrt/sim/data/abdomen_ct``, Apache-2.0, see its PROVENANCE.md); ``liver`` is the CORT
-liver patient the repository's tests carry (``tests/data/real/cort_liver_ct``), found next to
+liver patient the repository's tests carry (``tests/data/real_ct/cort_liver_ct``), found next to
 the source tree only.
 """
 
@@ -44,7 +44,7 @@ MAX_IN_PLANE_DRIFT_MM = 0.1
 _PACKAGE = Path(__file__).resolve().parents[1]
 #: Built-in real-anatomy patients: name -> path (relative to the package, or to the source tree).
 BUILT_IN = {"abdomen": _PACKAGE / "sim" / "data" / "abdomen_ct" / "example_ct.nii.gz",
-            "liver": _PACKAGE.parent / "tests" / "data" / "real" / "cort_liver_ct"}
+            "liver": _PACKAGE.parent / "tests" / "data" / "real_ct" / "cort_liver_ct"}
 
 
 @dataclass(frozen=True, eq=False)

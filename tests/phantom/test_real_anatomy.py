@@ -2,7 +2,7 @@
 
 * the abdomen patient (shipped in the package) passes ``openigrt validate`` for every match type
   and the dciodvfy baseline; its target, markers, couch and offset are where the truth says;
-* ``openigrt phantom --from-ct`` on the CORT liver series (tests/data/real) builds a liver target;
+* ``openigrt phantom --from-ct`` on the CORT liver series (tests/data/real_ct) builds a liver target;
 * a non-CT file, an unreadable file, a label map and a 2-slice series each get one clear message
   naming the file, a non-zero exit and no traceback.
 """
@@ -26,7 +26,8 @@ from openigrt.sim.ct_couch import couch_directions
 from tests.dicom3tools import assert_valid, dciodvfy_path
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
-LIVER_CT = REAL / "cort_liver_ct"
+REAL_CT = Path(__file__).resolve().parents[1] / "data" / "real_ct"
+LIVER_CT = REAL_CT / "cort_liver_ct"
 POSITIONS = ("HFS", "HFP", "FFS", "FFP", "HFDL", "HFDR", "FFDL", "FFDR")
 
 

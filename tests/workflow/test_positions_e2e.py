@@ -13,13 +13,12 @@ and
 * the stored REG (written, read back) maps the planned isocenter where the truth puts it, i.e.
   onto INITLASERISO after the correction, and onto INITLASERISO itself for a perfect setup.
 
-Each position runs with the matcher's default region of interest (what ``openigrt match`` does)
-and with the whole volume; the default-ROI cases the matcher misses are xfail with the measured
-error (:data:`DEFAULT_ROI_ROTATION_MISSES`). ``openigrt demo --patient abdomen`` runs once (FFS,
-2D/2D) through the archive.
+The 3D/3D match runs with the matcher's default region of interest (what ``openigrt match`` and
+the fraction do). ``openigrt demo --patient abdomen`` runs once (FFS, 2D/2D) through the archive.
 
 The kV matches (2D/2D with the CT, marker) run for HFS and HFDL in CI; all eight
-with ``OPENIGRT_E2E_ALL_POSITIONS=1``. Their tolerances are the issue's targets (2D/2D 0.8 mm max,
+with ``OPENIGRT_E2E_ALL_POSITIONS=1``; ``OPENIGRT_E2E_CBCT_MODEL=fdk`` runs the 3D/3D cases on the
+FDK CBCT (projections + RTK) instead of the fast image-domain model. Their tolerances are the issue's targets (2D/2D 0.8 mm max,
 marker 0.5 mm max); cases the matcher misses are marked xfail with the measured error.
 """
 
@@ -47,6 +46,8 @@ from openigrt.workflow.phantom import write_patient
 
 POSITIONS = ("HFS", "HFP", "FFS", "FFP", "HFDL", "HFDR", "FFDL", "FFDR")
 KV_POSITIONS = POSITIONS if os.environ.get("OPENIGRT_E2E_ALL_POSITIONS") else ("HFS", "HFDL")
+#: CBCT model of the 3D/3D cases (``OPENIGRT_E2E_CBCT_MODEL=fdk`` for the physical one; CI: fast).
+CBCT_MODEL = os.environ.get("OPENIGRT_E2E_CBCT_MODEL", "fast")
 TOL_MM, TOL_DEG = 0.5, 0.15
 KV_TOL_MM = {"2d2d": 0.8, "marker": 0.5}
 #: Seeded 6-DoF setup errors (table-top LAT, LNG, VRT mm, RTN, PITCH, ROLL deg), one per position.
@@ -56,19 +57,8 @@ SHIFTS = {
     "HFDL": (2.6, 5.8, 6.1, 1.5, 0.7, -1.8), "HFDR": (-6.4, -2.9, -5.0, -0.7, -1.5, 1.1),
     "FFDL": (5.1, -4.6, -3.8, 1.8, -1.2, 0.8), "FFDR": (-2.2, 6.5, 4.7, -1.1, 1.4, -0.9),
 }
-#: 3D/3D with the matcher's default region of interest (a 120 x 120 x 100 mm box at the planned
-#: isocenter, here mostly the fluid-filled bladder): rotation errors measured on this real anatomy
-#: (degrees; translations 0.06-0.10 mm). The truth is right: the whole-volume match of the same
-#: CBCTs is within 0.09 mm / 0.084 deg for every position (the "whole volume" cases below).
-DEFAULT_ROI_ROTATION_MISSES = {"HFS": 0.194, "HFP": 0.186, "FFS": 0.278, "FFP": 0.299, "HFDL": 0.202,
-                               "FFDL": 0.317, "FFDR": 0.276}
 #: kV matches the matcher misses on this real anatomy (see the report): (match, position) -> reason.
-KV_KNOWN_MISSES: dict[tuple[str, str], str] = {
-    ("marker", "HFDL"): "matcher: in the lateral kV view (source 0 deg = through the hips for HFDL) the marker "
-                        "detector locks onto a wrong constellation (offset -13,-75 px, template NCC 0.46/0.65/0.62) "
-                        "and reports success; measured error 6.76 mm (lng). The truth is right: the AP view's "
-                        "detections are within 0.5 px of the projected truth.",
-}
+KV_KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +82,8 @@ def _patient(patients: dict[str, Any], position: str) -> Any:
 def _acquire(patient: Any, kind: str, shift: tuple[float, ...], out: Path, settings: Any) -> dict[str, Any]:
     beams = [13] if kind == "cbct" else [11, 12]
     result = acquire(kind=kind, plan_dataset=read_file(patient.plan_path).dataset, ct_volume=patient.phantom.volume,
-                     beam_numbers=beams, shift=TableTopShift(*shift), out_dir=out, settings=settings, seed=7)
+                     beam_numbers=beams, shift=TableTopShift(*shift), out_dir=out, settings=settings, seed=7,
+                     cbct_model=CBCT_MODEL)
     return result.truth | {"files": [str(p) for p in result.files]}
 
 
@@ -131,15 +122,9 @@ def _stored_reg(outcome: Any, settings: Any, path: Path) -> RigidTransform:
     return reg.transform(source_for=ref_for, target_for=ver_for)
 
 
-@pytest.mark.parametrize("roi", ["default", "whole volume"])
 @pytest.mark.parametrize("position", POSITIONS)
-def test_3d3d_couch_correction_and_reg_for_every_position(patients: dict[str, Any], position: str, roi: str,
-                                                          tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if roi == "default" and position in DEFAULT_ROI_ROTATION_MISSES:
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            f"matcher: default ROI box around a fluid-filled bladder target leaves the rotations loose; measured "
-            f"rotation error {DEFAULT_ROI_ROTATION_MISSES[position]} deg > {TOL_DEG} (translations <= 0.1 mm); "
-            "the whole-volume match of the same images meets 0.15 deg")))
+def test_3d3d_couch_correction_and_reg_for_every_position(patients: dict[str, Any], position: str,
+                                                          tmp_path: Path) -> None:
     settings = patients["settings"]
     patient = _patient(patients, position)
     shift = SHIFTS[position]
@@ -147,7 +132,7 @@ def test_3d3d_couch_correction_and_reg_for_every_position(patients: dict[str, An
     expected = _geometry_truth(patient, position, shift, truth)
     plan = RTPlan.from_dataset(read_file(patient.plan_path))
     outcome = run_3d3d(reference_ct=sorted(patient.ct_dir.glob("*.dcm")), verification=[Path(f) for f in truth["files"]],
-                       plan=plan, whole_volume=roi == "whole volume")
+                       plan=plan)  # the default region of interest, as openigrt match and the fraction
     couch = outcome.couch()
     err_mm = max(abs(couch[k] - expected[k]) for k in ("vrt_mm", "lng_mm", "lat_mm"))
     err_deg = max(abs(couch[k] - expected[k]) for k in ("rtn_deg", "pitch_deg", "roll_deg"))
@@ -170,7 +155,7 @@ def test_perfect_setup_reg_maps_the_planned_isocenter_onto_initlaseriso(patients
     patient = _patient(patients, "HFDR")
     truth = _acquire(patient, "cbct", (0.0,) * 6, tmp_path / "cbct", settings)
     outcome = run_3d3d(reference_ct=sorted(patient.ct_dir.glob("*.dcm")), verification=[Path(f) for f in truth["files"]],
-                       plan=RTPlan.from_dataset(read_file(patient.plan_path)), whole_volume=True)
+                       plan=RTPlan.from_dataset(read_file(patient.plan_path)))
     reg = _stored_reg(outcome, settings, tmp_path / "REG.dcm")
     p, q = np.asarray(truth["planned_isocenter_mm"]), np.asarray(truth["initlaseriso_mm"])
     assert np.linalg.norm(q - p) > 20.0
