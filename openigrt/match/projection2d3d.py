@@ -53,6 +53,15 @@ TOL_DEG = 0.03
 WINDOW_MARGIN_SIGMAS = 3.0
 #: divide band-passed images by their local RMS (robust to scatter / non-linear response)
 LOCAL_CONTRAST = True
+#: map every DRR to the acquired image's intensities by a local linear fit (scatter, heel, processing)
+LOCAL_INTENSITY_MODEL = True
+#: Gaussian window (mm at the isocenter) of that fit
+INTENSITY_WINDOW_MM = 20.0
+#: pixels binned by this factor for the window means
+WINDOW_BINNING = 4
+#: the acquired image is taken to be in line-integral units when its global gain against the DRR is
+#: in this range (scatter lowers it below 1)
+LOG_UNITS_GAIN = (0.5, 1.15)
 
 
 def bin_geometry(geometry: Any, factor: int) -> Any:
@@ -114,6 +123,8 @@ class _View:
             rr, cc = np.indices(binned.shape)
             self.roi = ((np.abs(cc - c[0]) <= half) & (np.abs(rr - c[1]) <= half) & (rr >= edge) & (cc >= edge)
                         & (rr < binned.shape[0] - edge) & (cc < binned.shape[1] - edge))
+        self.raw = np.asarray(binned, dtype=np.float64)
+        self.window_px = INTENSITY_WINDOW_MM * s_w
         self.fixed = self._filter(binned)
         if self.roi.sum() < 400:
             raise RegistrationError("2D/3D: the region of interest around the isocenter is outside the image")
@@ -131,9 +142,54 @@ class _View:
         rms = np.sqrt(ndimage.gaussian_filter(bp * bp, self.coarse, mode="nearest", truncate=3.0))
         return bp / (rms + 0.1 * float(np.median(rms)) + 1e-12)
 
+    def _window_mean(self, img: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Gaussian-weighted local mean (sigma ``window_px``), computed on 4× binned pixels (the window
+        is 20 mm wide: a smooth field) and interpolated back."""
+        from scipy import ndimage
+
+        f = WINDOW_BINNING
+        r, c = img.shape
+        pr, pc = (-r) % f, (-c) % f
+        a = np.pad(img, ((0, pr), (0, pc)), mode="edge")
+        small = a.reshape(a.shape[0] // f, f, a.shape[1] // f, f).mean(axis=(1, 3))
+        small = ndimage.gaussian_filter(small, self.window_px / f, mode="nearest", truncate=3.0)
+        rows = (np.arange(r) - (f - 1) / 2.0) / f
+        cols = (np.arange(c) - (f - 1) / 2.0) / f
+        rr = np.clip(rows, 0, small.shape[0] - 1)
+        cc = np.clip(cols, 0, small.shape[1] - 1)
+        return ndimage.map_coordinates(small, np.meshgrid(rr, cc, indexing="ij"), order=1, mode="nearest")
+
+    def _model(self, drr: NDArray[np.floating]) -> NDArray[np.float64]:
+        """The DRR (line integrals) mapped to the acquired image by a **local** linear fit in the
+        transmission domain, ``t_acq ≈ a(x)·exp(−DRR) + b(x)`` (Gaussian windows of
+        INTENSITY_WINDOW_MM), returned as a log image: scatter adds a smooth field to the
+        transmission and the anode heel multiplies it, which in the log image is a non-linear,
+        position-dependent response that shifts edges and biased the 2D/2D shift by ~0.2 mm."""
+        from scipy import ndimage
+
+        if not LOCAL_INTENSITY_MODEL:
+            return np.asarray(drr, dtype=np.float64)
+        line = np.asarray(drr, dtype=np.float64)
+        # the acquired image must be a log image in line-integral units (an RT Image after its
+        # Rescale, as the virtual imager and kV imagers deliver them; any offset is a factor on the
+        # transmission, absorbed by a(x)); a global gain far from 1 means it is not: then the DRR
+        # is used as it is (global gain and offset only)
+        x = np.column_stack([line[self.roi], np.ones(int(self.roi.sum()))])
+        gain = float(np.linalg.lstsq(x, self.raw[self.roi], rcond=None)[0][0])
+        if not LOG_UNITS_GAIN[0] <= gain <= LOG_UNITS_GAIN[1]:
+            return line
+        m = np.exp(-line)
+        v = np.exp(-np.clip(self.raw, -5.0, 50.0))
+        g = self._window_mean
+        mm, vv = g(m), g(v)
+        var = g(m * m) - mm * mm
+        cov = g(m * v) - mm * vv
+        a = cov / np.maximum(var, 1e-6 * (float(np.max(var)) + 1e-30))
+        return -np.log(np.maximum(a * m + (vv - a * mm), 1e-6))
+
     def moving(self, renderer: Any, t: NDArray[np.float64]) -> NDArray[np.float64]:
         img = renderer.render(self.geometry, setup_error=RigidTransform(t))
-        return self._filter(img)[self.roi]
+        return self._filter(self._model(img))[self.roi]
 
     def moving_and_shift_jacobian(self, renderer: Any, t: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Model at *t* and its approximate derivative w.r.t. a patient translation (ROI, (N, 3)).
@@ -141,7 +197,7 @@ class _View:
         The approximation moves the whole DRR like the isocenter plane (``−∇M · J_iso``); used
         only as the Gauss-Newton Jacobian, so the fixed point (model = image) stays exact.
         """
-        full = self._filter(renderer.render(self.geometry, setup_error=RigidTransform(t)))
+        full = self._filter(self._model(renderer.render(self.geometry, setup_error=RigidTransform(t))))
         g_r, g_c = np.gradient(full)
         jac = -(g_c[self.roi][:, None] * self.j_iso[0][None, :] + g_r[self.roi][:, None] * self.j_iso[1][None, :])
         return full[self.roi], jac

@@ -386,15 +386,23 @@ def require_success(outcome: MatchOutcome) -> MatchOutcome:
     return outcome
 
 
+#: the 2D/3D optimiser's CT is block-averaged in-plane to at least this pixel size (mm)
+RENDER_PIXEL_MM = 1.5
+
+
 def half_resolution_renderer(volume: Volume) -> Any:
-    """DRR renderer of the CT block-averaged 2× in-plane (the 2D/3D optimiser's working model)."""
+    """DRR renderer of the CT block-averaged 2× in-plane while its pixels are finer than
+    :data:`RENDER_PIXEL_MM` (the 2D/3D optimiser's working model: DRRs at ~1-2 mm pixels cost a
+    quarter; a coarser CT, e.g. 3 mm, is used as it is: halving it again biased the matches)."""
     from openigrt.sim.drr import DrrRenderer
 
+    sx, sy, sz = volume.spacing_mm
+    if min(sx, sy) >= RENDER_PIXEL_MM:
+        return DrrRenderer(volume)
     a = volume.array.astype(np.float32)
     nz, ny, nx = a.shape
     a = a[:, : ny // 2 * 2, : nx // 2 * 2].reshape(nz, ny // 2, 2, nx // 2, 2).mean(axis=(2, 4))
     d = np.asarray(volume.direction)
-    sx, sy, sz = volume.spacing_mm
     origin = np.asarray(volume.origin_mm) + d @ np.array([sx / 2, sy / 2, 0.0])
     return DrrRenderer(Volume(a, tuple(origin), (2 * sx, 2 * sy, sz), d))
 

@@ -559,3 +559,75 @@ def fast_cbct(patient: Patient, truth: RigidTransform, seed: int, *, options: Cb
     hu[r2 > 1.0] = float(options.fill_values[int(rng.integers(len(options.fill_values)))])
     out = np.clip(np.rint(hu), -3024, 3071).astype(np.int16)
     return Case3D(patient, grid.with_array(out), truth, laser, seed, (couch_only > -500.0) & (r2 <= 1.0))
+
+
+def fdk_cbct(patient: Patient, truth: RigidTransform, seed: int, *, options: CbctOptions = CbctOptions(),
+             fan: str | None = None) -> Case3D:
+    """A CBCT by projections and FDK (:func:`openigrt.sim.cbct_fdk.simulate_cbct_fdk`, needs ``itk-rtk``):
+    the CT couch (where ``patient.ct`` differs from ``patient.anatomy``) replaced by the linac's
+    treatment couch, half fan (FOV ⌀ 466 mm) for even seeds, full fan (⌀ 264 mm, truncated) for odd
+    ones, on a 0.9 × 0.9 × 2 mm grid of up to 512 × 512 × 88 centred on INITLASERISO."""
+    from openigrt.sim.cbct import CbctParams
+    from openigrt.sim.cbct_fdk import CbctScan, simulate_cbct_fdk
+
+    fan = fan or ("half" if seed % 2 == 0 else "full")
+    axes = RoomAxes.of(patient.position)
+    centre = patient.isocenter_mm.copy()
+    shape = _within_the_ct(patient, truth, axes, centre, options)  # keep inside the scanned anatomy
+    length = shape[0] * options.spacing_mm[2]
+    params = CbctParams(pixel_mm=options.spacing_mm[0], slice_mm=options.spacing_mm[2], columns=options.shape[2],
+                        length_mm=length, fov_diameter_mm=470.0)
+    couch = patient.ct.array != patient.anatomy.array
+    laser = patient.isocenter_mm.copy()
+    out = simulate_cbct_fdk(patient.ct, setup_error=truth, isocenter_mm=laser, params=params, scan=CbctScan(fan=fan),
+                            seed=seed, patient_position=patient.position, ct_couch=couch)
+    return Case3D(patient, out.volume, truth, laser, seed)
+
+
+@dataclass(frozen=True, eq=False)
+class Case2D:
+    """A kV pair: the reference DRRs of the planning CT, the acquired images (patient moved by the
+    truth, the treatment couch not rotated, scatter, heel, noise), their geometries."""
+
+    patient: Patient
+    references: tuple[NDArray[np.float32], ...]
+    acquired: tuple[NDArray[np.float32], ...]
+    geometries: tuple[object, ...]
+    truth: RigidTransform
+    seed: int
+
+    def tre_mm(self, estimate: RigidTransform) -> NDArray[np.float64]:
+        p = self.patient.points_mm
+        return np.linalg.norm(estimate.apply(p) - self.truth.apply(p), axis=1)
+
+
+#: kV source angles of the pair and the lateral view's exposure factor (clinical pelvis technique)
+KV_ANGLES_DEG = (0.0, 90.0)
+LATERAL_EXPOSURE_FACTOR = 10.0
+
+
+def kv_case(patient: Patient, truth: RigidTransform, seed: int, *, renderers: dict[str, object] | None = None) -> Case2D:
+    """The kV pair of a case (``renderers`` caches the DRR renderers of the patient between cases)."""
+    from dataclasses import replace as _replace
+
+    from openigrt.geometry.projection import kv_geometry
+    from openigrt.sim.acquire import KV_IMAGING, degrade
+    from openigrt.sim.drr import DrrRenderer
+    from openigrt.sim.treatment_couch import TreatmentCouch, couch_volume, place_treatment_couch
+
+    cache = renderers if renderers is not None else {}
+    if "ct" not in cache:
+        cache["ct"], cache["anatomy"] = DrrRenderer(patient.ct), DrrRenderer(patient.anatomy)
+    iso = tuple(float(v) for v in patient.isocenter_mm)
+    geoms = tuple(kv_geometry(a, isocenter_mm=iso, patient_position=patient.position) for a in KV_ANGLES_DEG)
+    place = place_treatment_couch(patient.anatomy, setup_error=truth, patient_position=patient.position,
+                                  planned_isocenter_mm=iso, initlaseriso_mm=iso)
+    couch = DrrRenderer(couch_volume(TreatmentCouch(), place, length_mm=700.0, spacing_mm=(4.0, 1.0, 20.0)))
+    refs, acqs = [], []
+    for v, g in enumerate(geoms):
+        refs.append(cache["ct"].render(g))  # type: ignore[attr-defined]
+        line = cache["anatomy"].render(g, setup_error=truth) + couch.render(g)  # type: ignore[attr-defined]
+        params = KV_IMAGING if v == 0 else _replace(KV_IMAGING, photons_per_pixel=LATERAL_EXPOSURE_FACTOR
+                                                    * KV_IMAGING.photons_per_pixel)
+        acqs.append(degrade(line, g, params=params, seed=5000 + 2 * seed + v))
+    return Case2D(patient, tuple(refs), tuple(acqs), geoms, truth, seed)

@@ -1,0 +1,268 @@
+"""3D/3D part of the matching benchmark (issue 12): OpenIGRT vs elastix vs SimpleITK on the same cases.
+
+Cases: :mod:`tests.match.cases` — per patient kind (``synthetic``: an abdomen generated there, not
+the phantom the matchers were developed on; ``abdomen``, ``liver``: virtual patients of the real
+CTs by ``openigrt.sim.virtual_patient``; ``abdomen-regrid``: the abdomen CT resampled to
+1.17 × 1.17 × 1.6 mm) × CBCT model × patient position (cycled over the cases: HFS, FFS, HFP, HFDR),
+seeded setup errors up to ±15 mm and ±3°, CBCT on its own grid (0.9 × 0.9 × 2 mm, 512² × ≤ 88,
+room axes of the position, origin on no multiple of the CT's), a treatment couch that does not
+rotate with the patient, truncated field of view (250-290 mm), noise, cupping, shading, HU error.
+
+Methods, all started from the identity:
+
+* **OpenIGRT**: ``register_3d3d`` with the default region of interest the CLI uses when a plan is
+  known (the target's box + 25 mm, at least 60 × 60 × 50 mm half sizes; the couch and outside-FOV
+  voxels excluded by the algorithm). Time = the whole call (cropping and masks included).
+* **elastix** (itk-elastix): the default ``rigid`` parameter map (Euler, Mattes MI, 4 levels,
+  adaptive stochastic gradient descent, 2048 random samples), ``WriteResultImage false``; fixed =
+  the CBCT, moving = the CT, both **cropped to the same region OpenIGRT works on** and with OpenIGRT's
+  sample mask (ROI ∩ field of view ∩ patient, couch excluded) as the fixed mask: the same
+  information. Time = the elastix call only (the crop and mask are given to it).
+* **SimpleITK**: Euler3D + Mattes MI as in the SimpleITK examples (gradient descent, 3 levels,
+  1 % random sampling, physical-shift scales), same crops and fixed mask.
+
+TRE: distance between the estimated and the true transform at the target centre and the three
+markers (every point of every case; median and max). Rotation error: angle of ``T_est ∘ T_true⁻¹``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from openigrt.geometry.rigid import RigidTransform
+from openigrt.geometry.volume import Volume
+
+POSITIONS = ("HFS", "FFS", "HFP", "HFDR")
+KINDS = ("synthetic", "abdomen", "liver", "abdomen-regrid")
+
+
+@dataclass
+class Rows:
+    """Per method: the TREs of every point, rotation errors, wall and CPU times, failures."""
+
+    tre: list[float] = field(default_factory=list)
+    rot: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    failed: int = 0
+    cases: int = 0
+
+    def add(self, tre: np.ndarray, rot: float, wall: float, cpu: float) -> None:
+        self.tre += [float(v) for v in tre]
+        self.rot.append(float(rot))
+        self.wall.append(wall)
+        self.cpu.append(cpu)
+        self.cases += 1
+
+    def fail(self, wall: float, cpu: float) -> None:
+        self.tre += [float("inf")] * 4
+        self.rot.append(float("inf"))
+        self.wall.append(wall)
+        self.cpu.append(cpu)
+        self.failed += 1
+        self.cases += 1
+
+    def med(self, key: str) -> float:
+        return float(np.median(getattr(self, key)))
+
+    def max(self, key: str) -> float:
+        return float(np.max(getattr(self, key)))
+
+
+def default_roi(case: Any) -> Any:
+    """The region of interest the CLI uses when a plan is known (workflow.matching.default_roi)."""
+    from openigrt.match import BoxROI
+    from openigrt.workflow.matching import DEFAULT_ROI_HALF_MM, TARGET_ROI_MARGIN_MM
+
+    p = case.patient
+    half = np.maximum(p.target_semi_axes_mm + TARGET_ROI_MARGIN_MM, DEFAULT_ROI_HALF_MM)
+    return BoxROI(tuple(float(v) for v in p.target_center_mm), tuple(float(v) for v in half))
+
+
+def _roi_corners(roi: Any) -> np.ndarray:
+    c, h = np.asarray(roi.center_mm), np.asarray(roi.half_size_mm)
+    return np.array([c + h * np.array([a, b, d]) for a in (-1, 1) for b in (-1, 1) for d in (-1, 1)])
+
+
+def peer_inputs(case: Any, roi: Any) -> tuple[Volume, np.ndarray, Volume]:
+    """(cropped CBCT, its sample mask, cropped CT) exactly as OpenIGRT's region of interest sees them
+    (``openigrt.match.region.prepare_region``), for the peers."""
+    from openigrt.match.region import prepare_region
+
+    p = case.patient
+    box = np.array([np.asarray(roi.center_mm) - roi.half_size_mm, np.asarray(roi.center_mm) + roi.half_size_mm])
+    reg = prepare_region(p.ct, case.cbct, valid=None, s_init=np.eye(4), roi_points_ref_mm=_roi_corners(roi),
+                         reach_mm=28.0)
+    v = reg.verification
+    pts = v.index_to_patient_mm(np.argwhere(np.ones(v.shape, bool))[:, ::-1].astype(float))
+    inside = np.all((pts >= box[0]) & (pts <= box[1]), axis=1).reshape(v.shape)
+    lo = np.rint(p.ct.patient_to_index([reg.reference.origin_mm])[0]).astype(int)
+    nz, ny, nx = reg.reference.shape
+    ref = Volume(np.asarray(p.ct.array[lo[2]:lo[2] + nz, lo[1]:lo[1] + ny, lo[0]:lo[0] + nx], np.float32),
+                 reg.reference.origin_mm, reg.reference.spacing_mm, reg.reference.direction)
+    return v.with_array(np.asarray(v.array, np.float32)), reg.sample_mask & inside, ref
+
+
+def _sitk(vol: Volume, mask: bool = False) -> Any:
+    import SimpleITK as sitk
+
+    a = np.ascontiguousarray(vol.array, dtype=np.uint8 if mask else np.float32)
+    img = sitk.GetImageFromArray(a)
+    img.SetOrigin(vol.origin_mm)
+    img.SetSpacing(vol.spacing_mm)
+    img.SetDirection(tuple(float(v) for v in np.asarray(vol.direction).ravel()))
+    return img
+
+
+def _affine_of(tx: Any) -> np.ndarray:
+    m = np.eye(4)
+    a = np.asarray(tx.GetMatrix()).reshape(3, 3)
+    c, t = np.asarray(tx.GetCenter()), np.asarray(tx.GetTranslation())
+    m[:3, :3] = a
+    m[:3, 3] = c + t - a @ c
+    return m
+
+
+def sitk_euler_mi(cb: Volume, mask: np.ndarray, ct: Volume) -> RigidTransform:
+    """SimpleITK Euler3D + Mattes MI (the SimpleITK examples' settings), fixed mask."""
+    import SimpleITK as sitk
+
+    r = sitk.ImageRegistrationMethod()
+    r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
+    r.SetMetricSamplingStrategy(r.RANDOM)
+    r.SetMetricSamplingPercentage(0.01, seed=1)
+    r.SetMetricFixedMask(_sitk(cb.with_array(mask), mask=True))
+    r.SetInterpolator(sitk.sitkLinear)
+    r.SetOptimizerAsGradientDescent(learningRate=1.0, numberOfIterations=100, convergenceMinimumValue=1e-6,
+                                    convergenceWindowSize=10)
+    r.SetOptimizerScalesFromPhysicalShift()
+    r.SetShrinkFactorsPerLevel([4, 2, 1])
+    r.SetSmoothingSigmasPerLevel([2, 1, 0])
+    r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    init = sitk.Euler3DTransform()
+    init.SetCenter(cb.center_mm().tolist())
+    r.SetInitialTransform(init, inPlace=False)
+    out = r.Execute(_sitk(cb), _sitk(ct))
+    tx = sitk.Euler3DTransform(out.GetNthTransform(0) if out.GetName() == "CompositeTransform" else out)
+    return RigidTransform(_affine_of(tx)).inverse()
+
+
+def elastix_rigid(cb: Volume, mask: np.ndarray, ct: Volume) -> RigidTransform:
+    """elastix default rigid parameter map (itk-elastix), fixed mask, no result image."""
+    import itk
+    import SimpleITK as sitk
+
+    def img(vol: Volume, dtype: Any = np.float32) -> Any:
+        im = itk.image_from_array(np.ascontiguousarray(vol.array, dtype=dtype))
+        im.SetOrigin(vol.origin_mm)
+        im.SetSpacing(vol.spacing_mm)
+        im.SetDirection(itk.matrix_from_array(np.ascontiguousarray(vol.direction, dtype=np.float64)))
+        return im
+
+    po = itk.ParameterObject.New()
+    pm = po.GetDefaultParameterMap("rigid")
+    pm["WriteResultImage"] = ["false"]
+    po.AddParameterMap(pm)
+    _, params = itk.elastix_registration_method(img(cb), img(ct), parameter_object=po, log_to_console=False,
+                                                fixed_mask=img(cb.with_array(mask), np.uint8))
+    out = params.GetParameterMap(0)
+    rx, ry, rz, tx, ty, tz = (float(v) for v in out["TransformParameters"])
+    centre = [float(v) for v in out["CenterOfRotationPoint"]]
+    return RigidTransform(_affine_of(sitk.Euler3DTransform(centre, rx, ry, rz, (tx, ty, tz)))).inverse()
+
+
+def cbct_models() -> dict[str, Callable[..., Any]]:
+    """CBCT simulations available: ``fast`` (image domain, tests/match/cases) and ``fdk`` when the
+    project's projection + FDK model exists (:mod:`openigrt.sim.cbct_fdk`)."""
+    from tests.match.cases import fast_cbct
+
+    models: dict[str, Callable[..., Any]] = {"fast": fast_cbct}
+    try:
+        from tests.match.cases import fdk_cbct  # the adapter to the cbct helper's FDK model
+    except ImportError:
+        fdk_cbct = None
+    if fdk_cbct is not None:
+        models["fdk"] = fdk_cbct
+    return models
+
+
+def run_kind(kind: str, model: str, n: int, *, peers: bool, patients: dict[Any, Any]) -> dict[str, Rows]:
+    """*n* seeded cases of one patient kind and CBCT model; every method on the same cases."""
+    from openigrt.match import register_3d3d
+    from tests.match.cases import make_patient, setup_error
+
+    make_cbct = cbct_models()[model]
+    methods = ["OpenIGRT"] + (["elastix", "SimpleITK"] if peers else [])
+    rows = {m: Rows() for m in methods}
+    for i in range(n):
+        position = POSITIONS[i % len(POSITIONS)]
+        key = (kind, position)
+        if key not in patients:
+            patients[key] = make_patient(kind, POSITIONS.index(position), position=position)
+        patient = patients[key]
+        case = make_cbct(patient, setup_error(100 + i, patient.isocenter_mm), 100 + i)
+        roi = default_roi(case)
+        if i == 0:
+            register_3d3d(patient.ct, case.cbct, roi=roi)  # numba kernels load (untimed)
+        inputs = peer_inputs(case, roi) if peers else None
+        for m in methods:
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                if m == "OpenIGRT":
+                    r = register_3d3d(patient.ct, case.cbct, roi=roi)
+                    est, ok = r.transform, r.success
+                else:
+                    assert inputs is not None
+                    est, ok = (elastix_rigid if m == "elastix" else sitk_euler_mi)(*inputs), True
+            except Exception as exc:  # a method failing is a result too
+                print(f"  {kind}/{model} case {i} {m}: failed: {exc}", file=sys.stderr)
+                rows[m].fail(time.perf_counter() - t, time.process_time() - c)
+                continue
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            if not ok:
+                print(f"  {kind}/{model} case {i} {m}: reported failure: {r.failure_message()}", file=sys.stderr)
+                rows[m].fail(wall, cpu)
+                continue
+            tre = case.tre_mm(est)
+            rows[m].add(tre, case.rotation_error_deg(est), wall, cpu)
+            print(f"  3d3d {kind}/{model} case {i} ({position}) {m}: TRE max {tre.max():.3f} mm, "
+                  f"rot {case.rotation_error_deg(est):.3f}°, {wall:.2f} s", file=sys.stderr)
+    return rows
+
+
+def table(results: dict[tuple[str, str], dict[str, Rows]]) -> list[str]:
+    lines = ["| patient kind | CBCT | method | cases | failed | TRE median / max (mm) | rotation error median / max (°) "
+             "| time median / max (s) | CPU median (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for (kind, model), rows in results.items():
+        for m, r in rows.items():
+            lines.append(f"| {kind} | {model} | {m} | {r.cases} | {r.failed} | {r.med('tre'):.3f} / {r.max('tre'):.3f} | "
+                         f"{r.med('rot'):.3f} / {r.max('rot'):.3f} | {r.med('wall'):.2f} / {r.max('wall'):.2f} | "
+                         f"{r.med('cpu'):.2f} |")
+    return lines
+
+
+def targets(results: dict[tuple[str, str], dict[str, Rows]]) -> list[tuple[str, bool, str]]:
+    """The issue's 3D/3D targets per kind and model: (target, met, figure reached)."""
+    out = []
+    for (kind, model), rows in results.items():
+        r = rows["OpenIGRT"]
+        real = kind != "synthetic"
+        tre_med, tre_max = (0.3, 0.8) if real else (0.15, 0.5)
+        name = f"3D/3D {kind}/{model}: TRE ≤ {tre_med} / {tre_max} mm" + (", rotation ≤ 0.15°" if real else "") + \
+            ", median ≤ 1.0 s, no failure"
+        ok = (r.med("tre") <= tre_med and r.max("tre") <= tre_max and r.med("wall") <= 1.0 and r.failed == 0
+              and (not real or r.max("rot") <= 0.15))
+        out.append((name, ok, f"{r.med('tre'):.3f} / {r.max('tre'):.3f} mm, rotation max {r.max('rot'):.3f}°, "
+                              f"{r.med('wall'):.2f} s, {r.failed} failed"))
+        e = rows.get("elastix")
+        if real and e is not None:
+            speed = e.med("wall") / r.med("wall")
+            better = r.med("tre") <= e.med("tre") and r.max("tre") <= e.max("tre")
+            out.append((f"3D/3D {kind}/{model}: ≥ 5× faster than elastix at equal or better accuracy",
+                        speed >= 5.0 and better, f"{speed:.1f}×, elastix {e.med('tre'):.3f} / {e.max('tre'):.3f} mm"))
+    return out
