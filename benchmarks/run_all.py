@@ -23,6 +23,7 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("iod_bench.py", ()),
     ("plan_bench.py", ()),
     ("cli_bench.py", ()),
+    ("demo_bench.py", ()),
     ("match_bench.py", ("--write-readme",)),
     ("review_bench.py", ()),
 )

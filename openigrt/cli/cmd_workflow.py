@@ -152,7 +152,8 @@ def demo_command(*, settings: Settings, workdir: Path | None, match: tuple[str, 
                           cbct_model=cbct_model)
     if as_json:
         print_json({"ok": result.ok, "workdir": str(result.workdir), "matches": result.rows,
-                    "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]})
+                    "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks],
+                    "timings": result.timings})
     else:
         out = console_out()
         out.print(_summary_table(result.rows))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from openigrt.geometry.iec61217 import patient_axes_in_table_top
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.geometry.volume import Volume
 from openigrt.sim.treatment_couch import CouchPlacement, CouchSpec, TreatmentCouch, place_treatment_couch, remove_ct_couch
@@ -142,15 +143,35 @@ def _resample(ct: Volume, grid: Volume, setup_error: RigidTransform) -> NDArray[
 
 
 def _paint_couch(hu: NDArray[np.float32], grid: Volume, couch: TreatmentCouch, placement: CouchPlacement) -> None:
-    """Mix the couch's CT numbers into the resampled CBCT, slice by slice (anti-aliased edges)."""
+    """Mix the couch's CT numbers into the resampled CBCT, slice by slice (anti-aliased edges).
+
+    The couch's CT numbers depend only on the table-top lateral and vertical coordinates: when
+    neither depends on the slice index (an axial grid: the patient's z is the table-top
+    longitudinal axis in every patient position) one slice is computed and used for all, with
+    the same values bit for bit as slice by slice (:func:`_couch_same_every_slice`).
+    """
     nz, ny, nx = grid.shape
     jj, ii = np.mgrid[0:ny, 0:nx]
     voxel = float(min(grid.spacing_mm))
-    for k in range(nz):
+
+    def couch_slice(k: int) -> NDArray[np.float64]:
         pts = grid.index_to_patient_mm(np.column_stack([ii.ravel(), jj.ravel(), np.full(ii.size, k)]))
-        c = couch.hu(pts, placement, voxel_mm=voxel).reshape(ny, nx)
+        return couch.hu(pts, placement, voxel_mm=voxel).reshape(ny, nx)
+
+    same = _couch_same_every_slice(grid, placement)
+    first = couch_slice(0) if same else None
+    for k in range(nz):
+        c = first if first is not None else couch_slice(k)
         inside = c > -999.0
         hu[k][inside] = np.maximum(hu[k][inside], c[inside]).astype(np.float32)
+
+
+def _couch_same_every_slice(grid: Volume, placement: CouchPlacement) -> bool:
+    """True when the slice index enters neither the patient x, y of a grid point nor its table-top
+    lateral and vertical coordinates (exact zeros in both matrices, so the values are identical)."""
+    m = grid.index_to_patient_matrix()
+    a = patient_axes_in_table_top(placement.patient_position)
+    return bool(m[0, 2] == 0.0 and m[1, 2] == 0.0 and a[0, 2] == 0.0 and a[2, 2] == 0.0)
 
 
 def simulate_cbct(ct: Volume, *, setup_error: RigidTransform, isocenter_mm: ArrayLike,

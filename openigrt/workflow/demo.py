@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from openigrt.workflow.fraction import Decision, Fraction, FractionEvent, Fracti
 from openigrt.workflow.matching import MatchOutcome
 from openigrt.workflow.phantom import write_patient
 from openigrt.workflow.state import MatchRecord, SessionState
+from openigrt.workflow.timing import StepClock
 
 #: Largest acceptable difference between a couch correction and the ground truth, per match type
 #: (translation in mm, rotation in degrees): the maximum-error targets of the matching benchmark.
@@ -51,6 +52,8 @@ class DemoResult:
     state: SessionState
     rows: list[dict[str, Any]]
     checks: list[Check]
+    #: per-step wall / CPU / peak RSS, in the order the steps ran (``openigrt demo --json``: "timings")
+    timings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -97,28 +100,32 @@ def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...],
              patient: str = "synthetic", patient_position: str = "HFS",
              on_event: Callable[[FractionEvent], None] | None = None,
              decide: Callable[[MatchOutcome, MatchRecord], Decision] | None = None,
-             cbct_model: str = "fast") -> DemoResult:
+             cbct_model: str = "fast", stop_after: str | None = None) -> DemoResult:
     """Run the demo in *workdir* (created; re-running resumes the same session).
 
     *decide* is the fraction's decision callback (default: accept every match as proposed).
     *patient* is ``synthetic`` (the phantom) or a real-anatomy patient of ``openigrt phantom
-    --patient`` (``abdomen``, ``liver``), in *patient_position*.
+    --patient`` (``abdomen``, ``liver``), in *patient_position*. *stop_after* stops the fraction
+    after that step (``FractionOptions.stop_after``; running again on *workdir* resumes it).
     """
     say = on_event or (lambda e: None)
+    clock = StepClock()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     phantom_dir = workdir / "phantom"
-    if (phantom_dir / "phantom.json").is_file():
-        truth = json.loads((phantom_dir / "phantom.json").read_text())
-        say(FractionEvent("phantom", f"phantom patient already in {phantom_dir}"))
-    else:
-        ph = write_patient(phantom_dir, settings=settings, patient=patient, patient_position=patient_position,
-                           seed=seed, small=small, progress=lambda msg: say(FractionEvent("phantom", msg)))
-        truth = ph.truth
+    with clock.step("setup: phantom patient"):
+        if (phantom_dir / "phantom.json").is_file():
+            truth = json.loads((phantom_dir / "phantom.json").read_text())
+            say(FractionEvent("phantom", f"phantom patient already in {phantom_dir}"))
+        else:
+            ph = write_patient(phantom_dir, settings=settings, patient=patient, patient_position=patient_position,
+                               seed=seed, small=small, progress=lambda msg: say(FractionEvent("phantom", msg)))
+            truth = ph.truth
     plan_uid = truth["uids"]["plan_uid"]
     port = free_port()
     with EmbeddedArchive(workdir / "archive", port=0, bind_address=LOOPBACK) as archive:
-        report = archive.import_paths([phantom_dir / "dicom"])
+        with clock.step("setup: archive import"):
+            report = archive.import_paths([phantom_dir / "dicom"])
         say(FractionEvent("archive", f"embedded archive {archive.remote} holds the phantom "
                           f"({getattr(report, 'summary', lambda: '')() or 'imported'})"))
         node = replace(settings, local=LocalSettings(ae_title=settings.local.ae_title, port=port,
@@ -127,15 +134,18 @@ def run_demo(*, settings: Settings, workdir: Path, match_types: tuple[str, ...],
                        cache_dir=workdir / "cache")
         archive.add_destination(RemoteAE(node.local.ae_title, LOOPBACK, port))
         client = DicomClient(node)
-        fraction = Fraction(settings=node, client=client, workdir=workdir / "session", plan_uid=plan_uid,
-                            options=FractionOptions(match_types=match_types, seed=seed, cbct_model=cbct_model),
-                            on_event=say, decide=decide)
-        state = fraction.run()
-        checks = _arrival_checks(client, state, say)
+        with clock.step("fraction"):
+            fraction = Fraction(settings=node, client=client, workdir=workdir / "session", plan_uid=plan_uid,
+                                options=FractionOptions(match_types=match_types, seed=seed, cbct_model=cbct_model,
+                                                        stop_after=stop_after),
+                                on_event=say, decide=decide, clock=clock)
+            state = fraction.run()
+        with clock.step("verify: C-FIND of every stored object"):
+            checks = _arrival_checks(client, state, say)
     rows = match_summary(state)
     checks = [Check("fraction closed", state.closed, "every accepted object stored" if state.closed else "not closed"),
               *checks, *accuracy_checks(rows, real_anatomy=truth.get("site", "phantom") != "phantom")]
-    return DemoResult(workdir, state, rows, checks)
+    return DemoResult(workdir, state, rows, checks, clock.as_list())
 
 
 def _arrival_checks(client: DicomClient, state: SessionState, say: Callable[[FractionEvent], None]) -> list[Check]:

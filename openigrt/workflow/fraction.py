@@ -43,6 +43,8 @@ from openigrt.errors import OpenIGRTError, PreconditionError, RegistrationError,
 from openigrt.iod.build import write_file
 from openigrt.iod.dataset_io import read_file, read_paths
 from openigrt.workflow.load import LoadedPatient, load_patient
+from openigrt.workflow.session_cache import CtCache
+from openigrt.workflow.timing import StepClock
 from openigrt.workflow.matching import (
     MatchOutcome,
     marker_images,
@@ -166,6 +168,7 @@ class _Live:
 
     loaded: LoadedPatient | None = None
     outcomes: dict[str, MatchOutcome] = field(default_factory=dict)
+    ct: CtCache = field(default_factory=CtCache)  # CT series decoded once per run
 
 
 class Fraction:
@@ -173,8 +176,10 @@ class Fraction:
 
     def __init__(self, *, settings: Settings, client: Any, workdir: Path, plan_uid: str, options: FractionOptions,
                  on_event: Callable[[FractionEvent], None] | None = None,
-                 decide: Callable[[MatchOutcome, MatchRecord], Decision] | None = None) -> None:
+                 decide: Callable[[MatchOutcome, MatchRecord], Decision] | None = None,
+                 clock: StepClock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or StepClock()  # per-step wall / CPU / peak RSS (demo --json)
         self.client = client
         self.workdir = Path(workdir)
         self.options = options
@@ -206,18 +211,25 @@ class Fraction:
 
     def run(self) -> SessionState:
         """Run every step not yet done; return the final state (raises FractionFailed on failure)."""
+        step = self.clock.step
         try:
-            self.load()
+            with step("load"):
+                self.load()
             self._checkpoint("load")
-            self.validate()
+            with step("validate"):
+                self.validate()
             self._checkpoint("validate")
-            self.acquire()
+            with step("acquire"):
+                self.acquire()
             self._checkpoint("acquire")
-            self.match()
-            self.review_and_decide()
+            with step("match"):
+                self.match()
+            with step("review and decide"):
+                self.review_and_decide()
             self._checkpoint("match")
             if self.options.store:
-                self.close()
+                with step("close (store)"):
+                    self.close()
             self._checkpoint("close")
         except Stopped:
             pass
@@ -284,12 +296,13 @@ class Fraction:
             if any(a.acquisition_id == kind for a in self.state.acquisitions):
                 self._say("acquire", f"{kind} acquisition already in the session")
                 continue
-            if self.options.source == "virtual":
-                acq = self._acquire_virtual(kind)
-            elif self.options.source == "files":
-                acq = self._acquire_files(kind)
-            else:
-                acq = self._acquire_received(kind)
+            with self.clock.step(f"acquire {kind}"):
+                if self.options.source == "virtual":
+                    acq = self._acquire_virtual(kind)
+                elif self.options.source == "files":
+                    acq = self._acquire_files(kind)
+                else:
+                    acq = self._acquire_received(kind)
             state = self.state.with_acquisition(acq)
             for path in acq.files:  # recorded in the same atomic save as the acquisition itself
                 created = self._acquired_object(Path(path))
@@ -319,9 +332,7 @@ class Fraction:
             shutil.rmtree(out)
         self._say("acquire", f"virtual {kind} acquisition of beam(s) {', '.join(map(str, beams))}, "
                   f"setup error {shift.as_dict()}")
-        from openigrt.iod.ct_series import read_ct_series
-
-        ct = read_ct_series([str(p) for p in loaded.ct_paths])
+        ct, _ = self.live.ct.read(loaded.ct_paths)
         result = acquire(kind=kind, plan_dataset=read_file(loaded.plan_path).dataset, ct_volume=ct.volume,
                          beam_numbers=beams, shift=shift, out_dir=out, settings=self.settings,
                          seed=self.options.seed + (1 if kind == "cbct" else 0), cbct_model=self.options.cbct_model,
@@ -425,13 +436,16 @@ class Fraction:
             return [Path(p) for p in inputs[key]]
 
         ss = Path(inputs["structure_set"]) if inputs["structure_set"] else None
+        cache = self.live.ct
         if match_type == "3d3d":
-            return run_3d3d(reference_ct=paths("ct"), verification=paths("acquired"), plan=plan, structure_set=ss)
+            return run_3d3d(reference_ct=paths("ct"), verification=paths("acquired"), plan=plan, structure_set=ss,
+                            ct_cache=cache)
         if match_type == "marker":
-            return run_marker(ct=paths("ct"), acquired=paths("acquired"), structure_set=ss, plan=plan)
+            return run_marker(ct=paths("ct"), acquired=paths("acquired"), structure_set=ss, plan=plan, ct_cache=cache)
         if match_type == "2d":
             return run_2d(reference=paths("reference")[0], acquired=paths("acquired")[0], plan=plan)
-        return run_2d2d(references=paths("reference"), acquired=paths("acquired"), ct=paths("ct"), plan=plan)
+        return run_2d2d(references=paths("reference"), acquired=paths("acquired"), ct=paths("ct"), plan=plan,
+                        ct_cache=cache)
 
     def _references_by_beam(self) -> dict[int, Path]:
         out = {}
@@ -450,7 +464,8 @@ class Fraction:
                 continue
             self._say("match", f"{m} match", i, len(self.options.match_types))
             try:
-                outcome = require_success(self._run_match(m))  # not converged / plateau: a failure
+                with self.clock.step(f"match {m}"):
+                    outcome = require_success(self._run_match(m))  # not converged / plateau: a failure
             except (RegistrationError, PreconditionError) as exc:
                 raise FractionFailed(f"{m} match failed: {exc}") from None
             if m == "2d":
@@ -458,7 +473,8 @@ class Fraction:
             self.live.outcomes[m] = outcome
             record = MatchRecord(m, m, ACQUISITION_OF[m], json.loads(json.dumps(outcome.report(), default=float)),
                                  inputs=self._match_inputs(m))
-            record = replace(record, review_png=str(self._review(outcome)))
+            with self.clock.step(f"review picture {m}"):
+                record = replace(record, review_png=str(self._review(outcome)))
             # the match and the objects it created are recorded in one atomic save
             self._save(self._with_created_for(self.state.with_match(record), outcome))
             couch = outcome.couch() or {}

@@ -87,6 +87,11 @@ def read_ct(paths: Sequence[Path]) -> tuple[CTSeries, list[Dataset]]:
     return read_ct_series(files), [f.dataset for f in files]
 
 
+def _read_ct(paths: Sequence[Path], ct_cache: Any) -> tuple[CTSeries, list[Dataset]]:
+    """:func:`read_ct`, or the session's decoded series (:class:`openigrt.workflow.session_cache.CtCache`)."""
+    return read_ct(paths) if ct_cache is None else ct_cache.read(paths)
+
+
 def structure_sets(files: Sequence[DicomFile]) -> list[RTStructureSet]:
     return [RTStructureSet.from_dataset(f) for f in files if _modality(f) == "RTSTRUCT"]
 
@@ -333,7 +338,7 @@ def run_3d3d(*, reference_ct: Sequence[Path], verification: Sequence[Path], plan
              dof: int = 6, roi_half_mm: XYZ | None = None, isocenter: XYZ | None = None,
              initlaseriso: XYZ | None = None, verification_structure_set: Path | None = None,
              structure_set: Path | None = None, roi_structure: str | None = None,
-             roi_margin_mm: float = 10.0, whole_volume: bool = False) -> MatchOutcome:
+             roi_margin_mm: float = 10.0, whole_volume: bool = False, ct_cache: Any = None) -> MatchOutcome:
     """3D/3D: verification CBCT (+ its isocenter structure set) vs planning CT (MATCH-3).
 
     The region of interest is a box of half sizes *roi_half_mm* around the planned isocenter, or
@@ -341,13 +346,15 @@ def run_3d3d(*, reference_ct: Sequence[Path], verification: Sequence[Path], plan
     default of :func:`default_roi` (target of *structure_set*, else the planned isocenter), unless
     *whole_volume*. A match that did not converge or sits on a metric plateau is returned with
     ``result.success`` False (the caller must not apply it; :func:`require_success`).
+    *ct_cache* (a :class:`~openigrt.workflow.session_cache.CtCache`) supplies series the session
+    has already decoded, as for the other matches.
     """
     from openigrt.match import BoxROI, register_3d3d
 
     if roi_structure is not None and structure_set is None:
         raise PreconditionError("a structure region of interest needs the planning structure set")
-    ref, ref_ds = read_ct(reference_ct)
-    ver, ver_ds = read_ct(verification)
+    ref, ref_ds = _read_ct(reference_ct, ct_cache)
+    ver, ver_ds = _read_ct(verification, ct_cache)
     laser = None
     iso_sources = [verification_structure_set] if verification_structure_set else list(verification)
     for rs in structure_sets(read_dicom(iso_sources)):
@@ -417,7 +424,7 @@ def _projection_context(refs: Sequence[Projection], acqs: Sequence[Projection], 
 
 def run_2d2d(*, references: Sequence[Path], acquired: Sequence[Path], ct: Sequence[Path] = (),
              plan: RTPlan | None = None, dof: int = 3, isocenter: XYZ | None = None,
-             initlaseriso: XYZ | None = None) -> MatchOutcome:
+             initlaseriso: XYZ | None = None, ct_cache: Any = None) -> MatchOutcome:
     """2D/2D: two projections ~90° apart vs their references (MATCH-2); 6 DoF needs the CT."""
     from openigrt.match import match_2d2d, match_2d3d
 
@@ -428,7 +435,7 @@ def run_2d2d(*, references: Sequence[Path], acquired: Sequence[Path], ct: Sequen
         raise PreconditionError(f"2D/2D needs 2 reference and 2 acquired RT Images, got {len(refs)} and {len(acqs)}")
     ctx = _projection_context(refs, acqs, plan, isocenter, initlaseriso)
     iso = ctx.planned_isocenter_mm or (0.0, 0.0, 0.0)
-    volume = read_ct(ct)[0].volume if ct else None
+    volume = _read_ct(ct, ct_cache)[0].volume if ct else None
     renderer = half_resolution_renderer(volume) if volume is not None else None
     ref_pix, acq_pix = [r.pixels for r in refs], [a.pixels for a in acqs]
     geoms = [in_reference_frame(a, ctx).geometry for a in acqs]
@@ -473,12 +480,12 @@ def planned_markers(*, ct: CTSeries, structure_set: Path | None) -> tuple[list[s
 
 def run_marker(*, ct: Sequence[Path], acquired: Sequence[Path], structure_set: Path | None = None,
                plan: RTPlan | None = None, isocenter: XYZ | None = None,
-               initlaseriso: XYZ | None = None) -> MatchOutcome:
+               initlaseriso: XYZ | None = None, ct_cache: Any = None) -> MatchOutcome:
     """Marker match: markers found in two projections → 3D shift with per-marker residuals (MATCH-5)."""
     from openigrt.match import match_markers, split_markers
     from openigrt.sim.drr import DrrRenderer
 
-    series, ct_ds = read_ct(ct)
+    series, ct_ds = _read_ct(ct, ct_cache)
     names, planned = planned_markers(ct=series, structure_set=structure_set)
     acqs = read_projections(acquired)
     ctx = resolve_context(isocenter=isocenter, initlaseriso=initlaseriso, plan=plan,
@@ -486,8 +493,9 @@ def run_marker(*, ct: Sequence[Path], acquired: Sequence[Path], structure_set: P
                           reference_position=series.patient_position)
     geoms = [in_reference_frame(a, ctx).geometry for a in acqs]
     marker_vol, anatomy_vol = split_markers(series.volume)
-    templates = [DrrRenderer(marker_vol).render(g) for g in geoms]
-    anatomy = [DrrRenderer(anatomy_vol).render(g) for g in geoms]
+    markers_drr, anatomy_drr = DrrRenderer(marker_vol), DrrRenderer(anatomy_vol)  # each volume prepared once
+    templates = [markers_drr.render(g) for g in geoms]
+    anatomy = [anatomy_drr.render(g) for g in geoms]
     result = match_markers(planned, [a.pixels for a in acqs], geoms, names=names, templates=templates,
                            anatomy=anatomy)
     result = _with_offset(result, zero_correction(ctx))

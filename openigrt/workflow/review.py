@@ -18,6 +18,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 CHECKER_TILES = 8
+#: review picture layout: figure width and panel-row height (inches), resolution (dots per inch)
+FIGURE_WIDTH_IN = 16.0
+ROW_HEIGHT_IN = 3.8
+REVIEW_DPI = 90
+#: PNG compression of the review pictures (zlib level: 1 is ~3x faster to write than the default 6)
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,23 @@ def blend(reference: NDArray[np.floating], acquired: NDArray[np.floating]) -> ND
     return np.stack([r, g, r], axis=-1)
 
 
-def render_review(picture: ReviewPicture, path: Path, *, dpi: int = 90) -> Path:
-    """Write the picture as a PNG (rows: panels; columns: before blend/checker, after blend/checker)."""
+def display_step(shape: tuple[int, ...], *, dpi: int = REVIEW_DPI) -> int:
+    """Integer subsampling that keeps an image of *shape* (rows, cols) at least as fine as its cell of
+    the review picture (a quarter of the figure width by one row height): what the picture can show.
+
+    >>> display_step((768, 1024)), display_step((256, 256))
+    (2, 1)
+    """
+    cell_cols, cell_rows = FIGURE_WIDTH_IN / 4 * dpi, ROW_HEIGHT_IN * dpi
+    return max(1, int(min(shape[0] / cell_rows, shape[1] / cell_cols)))
+
+
+def render_review(picture: ReviewPicture, path: Path, *, dpi: int = REVIEW_DPI) -> Path:
+    """Write the picture as a PNG (rows: panels; columns: before blend/checker, after blend/checker).
+
+    Images finer than their cell of the picture are subsampled first (:func:`display_step`; drawn
+    in their original pixel coordinates, so markers stay where they are): the PNG cannot show more.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -86,18 +107,23 @@ def render_review(picture: ReviewPicture, path: Path, *, dpi: int = 90) -> Path:
     if n == 0:
         raise ValueError("a review picture needs at least one panel")
     header_in = 0.22 * (len(picture.lines) + 2)
-    fig_h = 3.8 * n + header_in
-    fig, axes = plt.subplots(n, 4, figsize=(16, fig_h), squeeze=False)
+    fig_h = ROW_HEIGHT_IN * n + header_in
+    fig, axes = plt.subplots(n, 4, figsize=(FIGURE_WIDTH_IN, fig_h), squeeze=False)
     for row, panel in enumerate(picture.panels):
+        rows, cols = np.shape(panel.acquired)[:2]
+        k = display_step((rows, cols), dpi=dpi)
+        before, after, acquired = (np.asarray(a)[::k, ::k] for a in (panel.reference_before, panel.reference_after,
+                                                                   panel.acquired))
         images = [
-            ("before: blend", blend(panel.reference_before, panel.acquired)),
-            ("before: checkerboard", checkerboard(panel.reference_before, panel.acquired)),
-            ("after: blend", blend(panel.reference_after, panel.acquired)),
-            ("after: checkerboard", checkerboard(panel.reference_after, panel.acquired)),
+            ("before: blend", blend(before, acquired)),
+            ("before: checkerboard", checkerboard(before, acquired)),
+            ("after: blend", blend(after, acquired)),
+            ("after: checkerboard", checkerboard(after, acquired)),
         ]
+        extent = (-0.5, k * acquired.shape[1] - 0.5, k * acquired.shape[0] - 0.5, -0.5)
         for col, (label, img) in enumerate(images):
             ax = axes[row][col]
-            ax.imshow(img, cmap="gray", interpolation="nearest")
+            ax.imshow(img, cmap="gray", interpolation="nearest", extent=extent)
             ax.set_title(f"{panel.title} — {label}", fontsize=9)
             ax.set_axis_off()
             _draw_markers(ax, panel, after=col >= 2)
@@ -105,7 +131,7 @@ def render_review(picture: ReviewPicture, path: Path, *, dpi: int = 90) -> Path:
     fig.suptitle(header, fontsize=11, family="monospace")
     fig.tight_layout(rect=(0, 0, 1, 1 - header_in / fig_h))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     plt.close(fig)
     return path
 

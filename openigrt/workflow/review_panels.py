@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,22 +63,27 @@ def _volume_panels(outcome: MatchOutcome) -> list[ReviewPanel]:
     return panels
 
 
-def _reference_image(outcome: MatchOutcome, view: int, acq: Projection) -> NDArray[np.floating]:
+def _reference_image(outcome: MatchOutcome, view: int, acq: Projection, renderers: list[Any]) -> NDArray[np.floating]:
+    """The reference of *view*: its reference image, else a DRR of the planning CT (the CT prepared
+    once for all views: *renderers* holds the renderer after the first call)."""
     if view < len(outcome.references) and outcome.references[view].pixels.shape == acq.pixels.shape:
         return outcome.references[view].pixels
     if outcome.reference_volume is not None:
         from openigrt.sim.drr import DrrRenderer
 
-        return DrrRenderer(outcome.reference_volume).render(acq.geometry)
+        if not renderers:
+            renderers.append(DrrRenderer(outcome.reference_volume))
+        return renderers[0].render(acq.geometry)  # type: ignore[no-any-return]
     return np.zeros_like(acq.pixels)
 
 
 def _projection_panels(outcome: MatchOutcome) -> list[ReviewPanel]:
     iso = np.asarray(outcome.context.initlaseriso_mm or (0.0, 0.0, 0.0), dtype=float)
     panels = []
+    renderers: list[Any] = []
     for view, acq in enumerate(outcome.acquired):
         g = acq.geometry
-        ref = _reference_image(outcome, view, acq)
+        ref = _reference_image(outcome, view, acq, renderers)
         d_colrow = g.project(outcome.transform.apply(iso[None]))[0] - g.project(iso[None])[0]
         after = ndimage.shift(np.asarray(ref, dtype=np.float32), (d_colrow[1], d_colrow[0]), order=1, mode="nearest")
         planned = found = None

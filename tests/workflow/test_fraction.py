@@ -100,6 +100,9 @@ def test_demo_all_matches_hold_the_ground_truth(tmp_path: Path) -> None:
     assert all(r["stored"] and r["decision"] == "accepted" for r in doc["matches"])
     review = tmp_path / "demo" / "session" / "review"
     assert (review / "index.html").is_file() and len(list(review.glob("*.png"))) == 4
+    steps = {t["step"]: t for t in doc["timings"]}  # issue 11: the per-step timing table
+    assert {"load", "validate", "acquire", "match 3d3d", "review picture marker", "close (store)"} <= set(steps)
+    assert steps["fraction"]["wall_s"] >= steps["match"]["wall_s"] > steps["match 3d3d"]["wall_s"] > 0
 
 
 # ----------------------------------------------------------------------------- kill and resume
