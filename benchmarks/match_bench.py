@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_readme:
         readme = ROOT / "README.md"
         text = readme.read_text()
-        pat = re.compile(r"(## Matching \(`match_bench.py`\)\n)(.*?)(?=\n## |\Z)", re.S)
+        # up to the next section or the first subsection another benchmark owns (<!-- match_bench_*: begin -->)
+        pat = re.compile(r"(## Matching \(`match_bench.py`\)\n)(.*?)(?=\n## |\n<!-- match_bench_|\Z)", re.S)
         intro = _INTRO
         text = pat.sub(lambda m: m.group(1) + "\n" + intro + "\n" + body, text)
         readme.write_text(text)

@@ -25,6 +25,7 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli_bench.py", ()),
     ("demo_bench.py", ()),
     ("match_bench.py", ("--write-readme",)),
+    ("match_bench_3d.py", ()),
     ("review_bench.py", ()),
 )
 
