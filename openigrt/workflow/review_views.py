@@ -5,16 +5,17 @@ the same pixel grid, and vector overlays in that grid's pixel coordinates (colum
 
 * :class:`ProjectionViews` (2D, 2D/2D, marker): each acquired RT Image on a display grid binned
   :data:`BIN` × :data:`BIN` from its own geometry. The reference layer is a **DRR of the planning
-  CT moved by the transform**, rendered in that display geometry (``DrrRenderer.render(g,
-  setup_error=T)``), so a nudge of the match is seen as the patient would look, not as an image
-  shift. Without a CT (a 2D/2D session in file mode that loaded none) the reference RT Image is
+  CT moved by the transform**, rendered in that display geometry with one ray per CT voxel plane
+  where the display is finer than the CT (:func:`~openigrt.workflow.review_render.display_drr`),
+  so a nudge of the match is seen as the patient would look, not as an image shift. Without a CT (a 2D/2D session in file mode that loaded none) the reference RT Image is
   shifted by the displacement the transform gives the isocenter in that view (exact at the
   isocenter depth; the page says so). Overlays: INITLASERISO (the machine isocenter), the planned
   isocenter moved by the transform, the imaging field outline (the beam's jaws at the isocenter
   plane), planned markers moved by the transform and the markers found, with their residuals.
 * :class:`PlaneViews` (3D/3D): axial, coronal and sagittal planes through INITLASERISO (offset
   slice by slice along the plane normal by the CBCT voxel spacing) of the verification CBCT, and
-  the planning CT sampled at ``T⁻¹(x)`` for each plane point ``x`` (trilinear), in HU. Overlays:
+  the planning CT sampled at ``T⁻¹(x)`` for each plane point ``x`` (trilinear, the plane mapped
+  into the CT's index space: :func:`~openigrt.workflow.review_render.sample_plane`), in HU. Overlays:
   the contours of the target and body structures of the RT Structure Set (rasterised once on
   the CT grid, :class:`StructureMask`), cut by the same planes after the transform.
 
@@ -37,6 +38,7 @@ from openigrt.geometry.iec61217 import BeamLimitingDeviceToGantry
 from openigrt.geometry.projection import ProjectionGeometry
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.geometry.volume import Volume
+from openigrt.workflow.review_render import display_drr, plane_in_index, sample_plane
 
 #: Display binning of projection views (1024 × 768 kV images are shown at 512 × 384).
 BIN = 2
@@ -44,6 +46,8 @@ BIN = 2
 PLANE_MIN_PIXEL_MM = 0.5
 PLANE_MAX_PIXELS = 384
 PLANE_NAMES = ("axial", "coronal", "sagittal")
+#: Value of plane samples outside a volume (HU of air).
+AIR_HU = -1000.0
 #: (u, v, normal) of each plane in patient LPS: the axial plane seen from the feet (patient's right
 #: on the left), coronal from the front (head up), sagittal from the patient's left (anterior left).
 PLANE_AXES = {
@@ -139,7 +143,7 @@ class ProjectionViews:
         """The reference of view *index* for *transform*: DRR of the moved CT, else the shifted reference."""
         g = self.display[index]
         if self.renderer is not None:
-            return self.renderer.render(g, setup_error=transform)
+            return display_drr(self.renderer, g, transform)
         ref = self.views[index].reference
         if ref is None:
             return np.zeros_like(self.acquired[index])
@@ -273,44 +277,41 @@ class PlaneViews:
         return (int(np.ceil((self.lo[axis] - self.center[axis]) / step)),
                 int(np.floor((self.hi[axis] - self.center[axis]) / step)))
 
-    def points(self, plane: str, index: int) -> NDArray[np.float64]:
-        """Patient points ``(rows, cols, 3)`` of *plane* at slice *index* (verification frame)."""
+    def grid(self, plane: str, index: int) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """First point, row step and column step (patient mm, verification frame) of *plane* at slice *index*."""
         u, v, axis = PLANE_AXES[plane]
         center = self.center.copy()
         center[axis] += index * self.step_mm[axis]
-        s = np.arange(-self.half_pixels, self.half_pixels + 1) * self.pixel_mm
-        return center + s[:, None, None] * np.asarray(v) + s[None, :, None] * np.asarray(u)
+        row, col = self.pixel_mm * np.asarray(v), self.pixel_mm * np.asarray(u)
+        return center - self.half_pixels * (row + col), row, col
+
+    def points(self, plane: str, index: int) -> NDArray[np.float64]:
+        """Patient points ``(rows, cols, 3)`` of *plane* at slice *index* (verification frame)."""
+        origin, row, col = self.grid(plane, index)
+        n = np.arange(2 * self.half_pixels + 1, dtype=float)
+        return origin + n[:, None, None] * row + n[None, :, None] * col
 
     def render(self, transform: RigidTransform, slices: dict[str, int]) -> list[ViewImage]:
-        inverse = transform.inverse()
+        """The three planes: CBCT sampled on the plane, CT at ``T⁻¹`` of each plane point (one plane in the
+        CT's index space: :func:`~openigrt.workflow.review_render.sample_plane`), structure cuts likewise."""
+        ver_index = np.linalg.inv(self.verification.index_to_patient_matrix())
+        ref_index = np.linalg.inv(self.reference.index_to_patient_matrix()) @ transform.inverse().matrix
+        shape = (2 * self.half_pixels + 1, 2 * self.half_pixels + 1)
         out = []
         for plane in PLANE_NAMES:
             lo, hi = self.slice_range(plane)
             index = int(np.clip(int(slices.get(plane, 0)), lo, hi))
-            pts = self.points(plane, index)
-            flat = pts.reshape(-1, 3)
-            shape = pts.shape[:2]
-            ref_ijk = _to_index(self.reference, inverse.apply(flat))
-            acquired = _sample(self._ver, _to_index(self.verification, flat)).reshape(shape)
-            reference = _sample(self._ref, ref_ijk).reshape(shape)
-            overlays = {"contours": [{"name": s.name, "kind": s.kind, "lines": _section_lines(s.sample(ref_ijk).reshape(shape))}
-                                     for s in self.structures],
-                        "machine_isocenter": [float(self.half_pixels), float(self.half_pixels)]}
+            grid = self.grid(plane, index)
+            acquired = sample_plane(self._ver, *plane_in_index(ver_index, *grid), shape, AIR_HU)
+            ref_origin, ref_row, ref_col = plane_in_index(ref_index, *grid)
+            reference = sample_plane(self._ref, ref_origin, ref_row, ref_col, shape, AIR_HU)
+            contours = [{"name": s.name, "kind": s.kind,
+                         "lines": _section_lines(sample_plane(s.mask, ref_origin - s.offset_ijk, ref_row, ref_col, shape, 0.0))}
+                        for s in self.structures]
+            overlays = {"contours": contours, "machine_isocenter": [float(self.half_pixels), float(self.half_pixels)]}
             axis = PLANE_AXES[plane][2]
             out.append(ViewImage(plane, f"{plane} (slice {index:+d}, {index * self.step_mm[axis]:+.1f} mm)",
                                  reference, acquired, (self.pixel_mm, self.pixel_mm), overlays, unit="HU",
                                  slice_index=index, slice_count=hi - lo + 1,
                                  slice_offset_mm=float(index * self.step_mm[axis])))
         return out
-
-
-def _to_index(volume: Volume, points_mm: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Continuous voxel indices ``(N, 3)`` (i, j, k) of patient points (one matrix product)."""
-    m = np.linalg.inv(volume.index_to_patient_matrix())
-    return np.einsum("nj,ij->ni", points_mm, m[:3, :3]) + m[:3, 3]  # einsum: no BLAS threads to wait for
-
-
-def _sample(array: NDArray[np.float32], ijk: NDArray[np.float64], fill: float = -1000.0) -> NDArray[np.float32]:
-    """Trilinear samples of a volume's voxels at index points ``(N, 3)`` (i, j, k); *fill* outside."""
-    out = ndimage.map_coordinates(array, ijk[:, ::-1].T, order=1, mode="constant", cval=np.nan, prefilter=False)
-    return np.nan_to_num(out, nan=fill).astype(np.float32)
