@@ -28,8 +28,11 @@ open-source peer for 2D/2D with DRRs of the CT or for a kV marker match (stated 
 
 Run: ``python benchmarks/match_bench_2d.py [--cases 10] [--positions HFS,HFDL] [--kinds ...]
 [--workdir DIR] [--write-readme]``; the default run (3 kinds × 2 positions each — synthetic HFS/FFP,
-abdomen HFS/HFDL, liver HFP/HFDR — × 10 cases) takes ~10 min on 2 cores. ``--write-readme`` replaces the subsection
-"### 2D/2D, 2D and marker on real anatomy (issue 12)" under "Matching" in benchmarks/README.md.
+abdomen HFS/HFDL, liver HFP/HFDR — × 10 cases) took 591 s with four of the six patients kept in
+``--workdir`` (building one: ~30 s) on a 2-core machine at load 6.6, i.e. ~12 min from scratch there,
+less on a quiet machine; ``--cases 5`` halves it. ``--write-readme`` replaces the subsection
+"### 2D/2D, 2D and marker on real anatomy (issue 12)" under "Matching" in benchmarks/README.md
+(between ``<!-- match_bench_2d: begin/end -->``).
 """
 
 from __future__ import annotations
@@ -329,19 +332,24 @@ def verdicts(rows: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[str
     return out
 
 
+README_BEGIN, README_END = "<!-- match_bench_2d: begin -->", "<!-- match_bench_2d: end -->"
+
+
 def write_readme(body: str) -> None:
+    """Replace this benchmark's marked subsection (or add it at the end of the "Matching" section;
+    ``match_bench.py --write-readme`` stops at the first ``<!-- match_bench_*`` marker)."""
     readme = ROOT / "README.md"
     text = readme.read_text()
-    block = SECTION + "\n\n" + body.rstrip() + "\n"
-    pat = re.compile(re.escape(SECTION) + r"\n.*?(?=\n### |\n## |\Z)", re.S)
-    if pat.search(text):
-        text = pat.sub(lambda _m: block.rstrip("\n"), text)
-    else:  # at the end of the "Matching" section
+    block = f"{README_BEGIN}\n{SECTION}\n\n{body.rstrip()}\n{README_END}"
+    if README_BEGIN in text and README_END in text:
+        a, b = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+        text = text[:a] + block + text[b:]
+    else:
         m = re.search(r"\n## Matching[^\n]*\n.*?(?=\n## |\Z)", text, re.S)
         if m is None:
-            text = text.rstrip() + "\n\n## Matching\n\n" + block
+            text = text.rstrip() + "\n\n## Matching\n\n" + block + "\n"
         else:
-            text = text[:m.end()].rstrip() + "\n\n" + block + text[m.end():]
+            text = text[:m.end()].rstrip() + "\n\n" + block + "\n" + text[m.end():]
     readme.write_text(text)
 
 
@@ -388,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         f" {o}" for o in ([f"--cases {args.cases}"] + ([f"--kinds {args.kinds}"] if args.kinds != ",".join(KINDS) else [])
                           + ([f"--positions {args.positions}"] if args.positions else [])
                           + ([f"--methods {args.methods}"] if args.methods != ",".join(m for m, _ in METHODS) else [])
-                          + ([f"--first-seed {args.first_seed}"] if args.first_seed else [])))
+                          + ([f"--first-seed {args.first_seed}"] if args.first_seed else [])
+                          + ([f"--workdir {args.workdir}"] if args.workdir else [])))
     body = "\n".join([
         f"Last run: {time.strftime('%Y-%m-%d %H:%M')} UTC, {platform.machine()}, {os.cpu_count()} cores, load average "
         f"(uptime, 1 min) {load0:.2f} at start / {load1:.2f} at end, {time.perf_counter() - t_start:.0f} s in all, "

@@ -26,6 +26,7 @@ SCRIPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("demo_bench.py", ()),
     ("match_bench.py", ("--write-readme",)),
     ("match_bench_3d.py", ()),
+    ("match_bench_2d.py", ()),
     ("review_bench.py", ()),
 )
 
