@@ -64,6 +64,17 @@ class Rendering:
     views: list[ViewImage]
 
 
+def _drr_source(steps: list[tuple[int, int]]) -> str:
+    """What the page says of its 2D references: DRRs of the moved CT, and at which ray spacing."""
+    def every(n: int, what: str) -> str:
+        return f"every {what}" if n == 1 else f"every {n}{'nd' if n == 2 else 'rd' if n == 3 else 'th'} {what}"
+
+    spacing = "; ".join(f"view {i + 1}: rays {every(r, 'row')}, {every(c, 'column')}" for i, (r, c) in enumerate(steps))
+    return (f"DRR of the planning CT moved by the transform ({spacing}: one ray per CT voxel plane, "
+            "linearly interpolated between)" if any(r > 1 or c > 1 for r, c in steps) else
+            "DRR of the planning CT moved by the transform (one ray per display pixel)")
+
+
 def _transform(matrix: Any) -> RigidTransform:
     return RigidTransform(np.asarray(matrix, dtype=float))
 
@@ -183,7 +194,7 @@ class ReviewSession:
         else:
             rendered = views.render(transform, m.automatic)
             ranges = {}
-            source = ("DRR of the planning CT moved by the transform" if views.uses_drr else
+            source = (_drr_source(views.ray_steps(transform)) if views.uses_drr else
                       "reference image shifted by the isocenter displacement (no planning CT in the session)")
         header = {"match_id": match_id, "matrix": transform.as_list(), "adjustment": adjustment.as_dict(),
                   "correction": m.correction_table(transform, self.settings), "slice_ranges": ranges,

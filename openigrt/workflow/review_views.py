@@ -38,7 +38,7 @@ from openigrt.geometry.iec61217 import BeamLimitingDeviceToGantry
 from openigrt.geometry.projection import ProjectionGeometry
 from openigrt.geometry.rigid import RigidTransform
 from openigrt.geometry.volume import Volume
-from openigrt.workflow.review_render import display_drr, plane_in_index, sample_plane
+from openigrt.workflow.review_render import display_drr, plane_in_index, ray_steps, sample_plane
 
 #: Display binning of projection views (1024 × 768 kV images are shown at 512 × 384).
 BIN = 2
@@ -149,6 +149,12 @@ class ProjectionViews:
             return np.zeros_like(self.acquired[index])
         d = g.project(transform.apply(self.laser[None]))[0] - g.project(self.laser[None])[0]
         return ndimage.shift(bin_image(ref), (d[1], d[0]), order=1, mode="nearest")
+
+    def ray_steps(self, transform: RigidTransform) -> list[tuple[int, int]]:
+        """Per view, the (row, column) ray spacing in display pixels of its DRR for *transform*."""
+        if self.renderer is None:
+            return []
+        return [ray_steps(self.renderer.volume, g, transform) for g in self.display]
 
     def render(self, transform: RigidTransform, automatic: RigidTransform) -> list[ViewImage]:
         out = []

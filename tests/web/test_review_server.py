@@ -136,6 +136,7 @@ def test_adjusted_view_is_a_drr_of_the_moved_ct(served: Any) -> None:
     assert c1["lat_mm"] - c0["lat_mm"] == pytest.approx(4.0, abs=1e-6)
     assert c1["vrt_mm"] == pytest.approx(c0["vrt_mm"], abs=1e-6) and c1["lng_mm"] == pytest.approx(c0["lng_mm"], abs=1e-6)
     assert "DRR" in h1["reference_source"]
+    assert "view 1: rays every 3rd row, every 3rd column" in h1["reference_source"]  # small demo CT: 2 mm voxels
     # expected displacement of the planned isocenter overlay, from the geometry (independently of the renderer)
     iso0 = np.array(h0["views"][0]["overlays"]["planned_isocenter"])
     iso1 = np.array(h1["views"][0]["overlays"]["planned_isocenter"])
