@@ -13,11 +13,15 @@ What is measured, on the full-size phantom (CT 512 × 512 × 100, kV pair 1024 �
    ``run_3d3d``) on the files of the last run's session, and reports its peak RSS after the imports
    (baseline) and at the end (target for 3D/3D: ≤ 1.5 GB).
 
+``--compare-src DIR`` (e.g. ``git archive <commit> openigrt | tar -x -C DIR``) also runs that
+source tree's ``openigrt demo`` on its own work directory, interleaved with ours run by run (same
+load for both): the same-run baseline (its timing table, if it has none, stays empty).
+
 Target (issue 11): the demo ≤ 30 s wall on this machine (was 33.8 s on a quiet machine). The
 machine is shared: the load average is printed with the figures; judge by CPU time and by the
 wall time on a quiet machine.
 
-Usage: ``python benchmarks/demo_bench.py [--runs 3] [--json OUT]`` (about 1 min per run plus ~1 min
+Usage: ``python benchmarks/demo_bench.py [--runs 3] [--json OUT] [--compare-src DIR]`` (about 1 min per run plus ~1 min
 for the phantom and the per-match processes on a quiet 2-core machine; bounded by ``--timeout``).
 """
 
@@ -76,6 +80,16 @@ print(json.dumps({"baseline_mb": base, "peak_mb": rss(), "wall_s": time.perf_cou
 """
 
 
+def _cli(src: Path | None) -> list[str]:
+    """The ``openigrt`` command line of this checkout, or of the source tree *src* (its ``openigrt``
+    package imported instead of the editable install's)."""
+    if src is None:
+        return [sys.executable, "-c", "import sys; from openigrt.cli import main; sys.exit(main())"]
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+            f"sys.path.insert(0, {str(src)!r}); from openigrt.cli import main; sys.exit(main())")
+    return [sys.executable, "-c", code]
+
+
 def _run(argv: list[str], timeout: float, env: dict[str, str]) -> tuple[float, float, float, int, str]:
     """(wall s, CPU s, peak RSS MB, exit code, stdout) of one process."""
     with tempfile.TemporaryFile() as out:
@@ -109,30 +123,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=300.0, help="per process (s)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--compare-src", type=Path, default=None, help="an older source tree to run interleaved")
     args = ap.parse_args(argv)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    openigrt = [sys.executable, "-c", "import sys; from openigrt.cli import main; sys.exit(main())"]
+    variants = {"ours": _cli(None), **({"compare": _cli(args.compare_src.resolve())} if args.compare_src else {})}
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="demo_bench_") as tmp:
-        work = Path(tmp) / "demo"
         t0 = time.perf_counter()
-        # the phantom patient once (setup, excluded): a first demo run writes it (and loads or compiles the
-        # numba kernels, warms the page cache); its timings are not counted
-        warm = _run([*openigrt, "demo", "--workdir", str(work), "--match", "all", "--seed", str(args.seed),
-                     "--json"], args.timeout, env)
-        if warm[3] != 0:
-            print(f"the warm-up demo failed (exit {warm[3]}):\n{warm[4][-2000:]}", file=sys.stderr)
-            return 1
+        for name, cli in variants.items():
+            # the phantom patient once (setup, excluded): a first demo run writes it (and loads or compiles the
+            # numba kernels, warms the page cache); its timings are not counted
+            warm = _run([*cli, "demo", "--workdir", str(Path(tmp) / name), "--match", "all", "--seed", str(args.seed),
+                         "--json"], args.timeout, env)
+            if warm[3] != 0:
+                print(f"the warm-up demo ({name}) failed (exit {warm[3]}):\n{warm[4][-2000:]}", file=sys.stderr)
+                return 1
         setup_s = time.perf_counter() - t0
-        runs: list[dict[str, Any]] = []
+        every: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for _ in range(args.runs):
-            _fresh(work)
-            load = os.getloadavg()[0]
-            wall, cpu, rss, code, text = _run([*openigrt, "demo", "--workdir", str(work), "--match", "all", "--seed",
-                                               str(args.seed), "--json"], args.timeout, env)
-            doc = json.loads(text) if code == 0 else {"ok": False, "timings": []}
-            runs.append({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss, "exit": code, "ok": doc.get("ok"),
-                         "load_1min": load, "timings": doc.get("timings", [])})
+            for name, cli in variants.items():
+                work = Path(tmp) / name
+                _fresh(work)
+                load = os.getloadavg()[0]
+                wall, cpu, rss, code, text = _run([*cli, "demo", "--workdir", str(work), "--match", "all", "--seed",
+                                                   str(args.seed), "--json"], args.timeout, env)
+                doc = json.loads(text) if code == 0 else {"ok": False, "timings": []}
+                every[name].append({"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss, "exit": code, "ok": doc.get("ok"),
+                                    "load_1min": load, "timings": doc.get("timings", [])})
+        runs = every["ours"]
+        work = Path(tmp) / "ours"
         matches = {}
         state = work / "session" / "session.json"
         for kind in MATCH_TYPES:
@@ -141,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                              "process_peak_rss_mb": r}
     load_end = os.getloadavg()
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(), "load_start": load_start,
-              "load_end": load_end, "setup_s": setup_s, "runs": runs, "matches": matches, "warmup_wall_s": warm[0]}
+              "load_end": load_end, "setup_s": setup_s, "runs": runs, "matches": matches,
+              "compare_src": str(args.compare_src) if args.compare_src else None, "compare_runs": every.get("compare")}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     _print(result)
@@ -159,7 +179,8 @@ def _print(r: dict[str, Any]) -> None:
     print(f"demo_bench {r['date']}, {r['cores']} cores, load average {ls[0]:.2f} / {ls[1]:.2f} / {ls[2]:.2f} at start, "
           f"{le[0]:.2f} / {le[1]:.2f} / {le[2]:.2f} at end; {len(runs)} runs (1-min load at each run's start: "
           + ", ".join(f"{x['load_1min']:.2f}" for x in runs) + ")")
-    print(f"command: python benchmarks/demo_bench.py --runs {len(runs)}\n")
+    extra = f" --compare-src {r['compare_src']}" if r.get("compare_src") else ""
+    print(f"command: python benchmarks/demo_bench.py --runs {len(runs)}{extra}\n")
     walls, cpus = [x["wall_s"] for x in runs], [x["cpu_s"] for x in runs]
     print("| `openigrt demo --match all` (phantom written before) | median | runs | target |\n|---|---|---|---|")
     print(f"| process wall s | **{_med(walls):.1f}** | {', '.join(f'{v:.1f}' for v in walls)} | ≤ {TARGET_DEMO_S:g} "
@@ -167,7 +188,16 @@ def _print(r: dict[str, Any]) -> None:
     print(f"| process CPU s (user + system) | {_med(cpus):.1f} | {', '.join(f'{v:.1f}' for v in cpus)} | |")
     rss = [x["peak_rss_mb"] for x in runs]
     print(f"| process peak RSS MB | {max(rss):.0f} | {', '.join(f'{v:.0f}' for v in rss)} | |")
-    print(f"| all checks passed | {all(x['ok'] for x in runs)} | | |\n")
+    print(f"| all checks passed | {all(x['ok'] for x in runs)} | | |")
+    old = r.get("compare_runs")
+    if old:
+        ow, oc = [x["wall_s"] for x in old], [x["cpu_s"] for x in old]
+        print(f"| same run, `{r['compare_src']}`: process wall s | {_med(ow):.1f} | {', '.join(f'{v:.1f}' for v in ow)} "
+              f"| ours / it: {_med(walls) / _med(ow):.2f} |")
+        print(f"| same run, `{r['compare_src']}`: process CPU s | {_med(oc):.1f} | {', '.join(f'{v:.1f}' for v in oc)} "
+              f"| ours / it: {_med(cpus) / _med(oc):.2f} |")
+        print(f"| same run, `{r['compare_src']}`: peak RSS MB | {max(x['peak_rss_mb'] for x in old):.0f} | | |")
+    print()
     steps: dict[str, list[dict[str, float]]] = {}
     for x in runs:
         for t in x["timings"]:
