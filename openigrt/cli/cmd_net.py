@@ -8,6 +8,7 @@ Exit codes: 0 everything worked, 1 a failure (one clear message naming peer/inst
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,9 +47,13 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 
 
 class _Bar:
-    """A rich progress bar on stderr (hidden for --json so stdout stays clean; stderr anyway)."""
+    """A rich progress bar on stderr when it is a terminal (stdout stays clean for --json); nothing
+    otherwise (rich would draw nothing there, and its import costs ~50 ms of a script's start-up)."""
 
     def __init__(self, total: int, label: str) -> None:
+        self.progress: Any = None
+        if not sys.stderr.isatty():
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -56,14 +61,17 @@ class _Bar:
         self.task = self.progress.add_task(label, total=total)
 
     def __enter__(self) -> _Bar:
-        self.progress.start()
+        if self.progress is not None:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
 
     def __call__(self, done: int, total: int, _result: Any = None) -> None:
-        self.progress.update(self.task, completed=done)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done)
 
 
 def _service(client: Any, dimse: str, dicomweb: str) -> str:

@@ -67,10 +67,17 @@ class DicomClient:
         self.settings = settings
         self.remote = remote or settings.require_remote()
         self.limiter = AssociationLimiter(settings.network.max_associations)
-        self._ae = make_ae(settings)
+        self._pynetdicom_ae: Any = None  # made on first use: a send needs no pynetdicom (import ~0.1 s)
         self._cache = cache
         #: DICOM TLS towards the remote (``tls.remote``); ConfigError here when its files are unusable.
         self.tls = ClientTls.from_settings(settings.tls) if settings.tls.remote else None
+
+    @property
+    def _ae(self) -> Any:
+        """The pynetdicom AE for echo / find / move (made on first use)."""
+        if self._pynetdicom_ae is None:
+            self._pynetdicom_ae = make_ae(self.settings)
+        return self._pynetdicom_ae
 
     @property
     def cache(self) -> InstanceCache:
@@ -124,7 +131,7 @@ class DicomClient:
     # ----------------------------------------------------------------- NET-1/2
     def store(self, items: Sequence[Any], *, progress: StoreProgress | None = None) -> StoreReport:
         """Send files/Datasets over one association; never raises for network trouble (see StoreReport)."""
-        return send_instances(self._ae, self.remote, items, settings=self.settings, limiter=self.limiter,
+        return send_instances(self.remote, items, settings=self.settings, limiter=self.limiter,
                               progress=progress, tls=self.tls)
 
     # ----------------------------------------------------------------- NET-3/4/5

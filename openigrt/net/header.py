@@ -285,6 +285,32 @@ def read_header(data: bytes | memoryview, *, transfer_syntax_uid: str) -> Instan
         raise DicomInputError(f"undecodable data set header: {type(exc).__name__}: {exc}") from None
 
 
+def read_sop_uids(data: bytes | memoryview, *, transfer_syntax_uid: str) -> tuple[str, str]:
+    """(SOP Class UID, SOP Instance UID) of an encoded data set: the elements before (0008,0019)
+    walked, nothing decoded per character set (UIDs are ASCII), no pydicom import.
+
+    >>> read_sop_uids(b"\\x08\\x00\\x16\\x00\\x04\\x00\\x00\\x001.2\\x00\\x08\\x00\\x18\\x00\\x02\\x00\\x00\\x009\\x00",
+    ...               transfer_syntax_uid="1.2.840.10008.1.2")
+    ('1.2', '9')
+    """
+    implicit = is_implicit_syntax(transfer_syntax_uid)
+    walker = _Walker(data)
+    found: dict[int, bytes] = {}
+    pos = 0
+    while pos < walker.end:
+        tag, length, vr, value = walker.header(pos, implicit)
+        if tag > 0x00080018:
+            break
+        if length == _UNDEFINED:
+            pos = walker.sequence(value, implicit or vr == b"UN", 1)
+            continue
+        if tag in (0x00080016, 0x00080018):
+            found[tag] = bytes(walker.buf[value:value + length])
+        pos = value + length
+    return tuple(found.get(t, b"").decode("ascii", "replace").rstrip("\x00 ").strip()  # type: ignore[return-value]
+                 for t in (0x00080016, 0x00080018))
+
+
 # --------------------------------------------------------------------------- Part 10 files
 @dataclass(frozen=True)
 class Part10Split:
@@ -307,6 +333,32 @@ def _raw_text(ds: object, tag: int) -> str:
     return str(value or "").strip()
 
 
+def _split_meta(data: bytes) -> Part10Split | None:
+    """The File Meta Information (Explicit VR LE group 0002 after ``DICM``) walked by hand, no
+    pydicom import; None when it is not plain (pydicom's reader then decides, with its messages).
+
+    >>> meta = b"\\x02\\x00\\x10\\x00UI\\x12\\x001.2.840.10008.1.2\\x00"
+    >>> _split_meta(bytes(128) + b"DICM" + meta + b"\\x08\\x00\\x16\\x00")
+    Part10Split(transfer_syntax_uid='1.2.840.10008.1.2', media_sop_class_uid='', media_sop_instance_uid='', dataset_offset=158, has_meta=True)
+    """
+    walker = _Walker(data)
+    pos, values = 132, {}
+    try:
+        while pos + 8 <= walker.end and struct.unpack_from("<H", data, pos)[0] == 0x0002:
+            tag, length, _vr, value = walker.header(pos, False)
+            if length == _UNDEFINED or value + length > walker.end:
+                return None
+            values[tag] = bytes(data[value:value + length])
+            pos = value + length
+    except DicomInputError:
+        return None
+    ts, media_class, media_uid = (values.get(t, b"").decode("ascii", "replace").rstrip("\x00 ").strip()
+                                  for t in (0x00020010, 0x00020002, 0x00020003))
+    if not ts:
+        return None
+    return Part10Split(ts, media_class, media_uid, pos, True)
+
+
 def split_part10(data: bytes, *, name: str = "data") -> Part10Split:
     """Locate the data set in a Part 10 file; accept a raw data set without meta as a fallback.
 
@@ -319,6 +371,9 @@ def split_part10(data: bytes, *, name: str = "data") -> Part10Split:
         Not a DICOM file; the message names *name*.
     """
     if len(data) >= 132 and data[128:132] == b"DICM":
+        fast = _split_meta(data)
+        if fast is not None:
+            return fast
         from pydicom.filereader import read_dataset
 
         try:

@@ -97,11 +97,11 @@ class AssociateRQ:
         return self.raw_titles[16:32]
 
 
-def _uid_text(raw: bytes | memoryview) -> str:
+def uid_text(raw: bytes | memoryview) -> str:
     return bytes(raw).decode("ascii", "replace").rstrip("\x00 ").strip()
 
 
-def _sub_items(view: memoryview, pos: int, end: int, what: str) -> list[tuple[int, memoryview]]:
+def sub_items(view: memoryview, pos: int, end: int, what: str) -> list[tuple[int, memoryview]]:
     """Split ``type(1) reserved(1) length(2) value`` items (PS3.8 9.3.2.2-3)."""
     items = []
     while pos < end:
@@ -119,11 +119,11 @@ def _context(value: memoryview) -> ProposedContext:
     if len(value) < 4:
         raise ProtocolError("truncated presentation context item")
     abstract, syntaxes = "", []
-    for sub_type, sub in _sub_items(value, 4, len(value), "presentation context"):
+    for sub_type, sub in sub_items(value, 4, len(value), "presentation context"):
         if sub_type == 0x30:
-            abstract = _uid_text(sub)
+            abstract = uid_text(sub)
         elif sub_type == 0x40:
-            syntaxes.append(_uid_text(sub))
+            syntaxes.append(uid_text(sub))
     return ProposedContext(value[0], abstract, tuple(syntaxes))
 
 
@@ -133,19 +133,19 @@ def parse_associate_rq(body: bytes | bytearray) -> AssociateRQ:
     if len(view) < ASSOCIATE_RQ_FIXED_BYTES:
         raise ProtocolError("A-ASSOCIATE-RQ too short")
     version = struct.unpack_from(">H", view, 0)[0]
-    called, calling = _uid_text(view[4:20]), _uid_text(view[20:36])
+    called, calling = uid_text(view[4:20]), uid_text(view[20:36])
     app_context, contexts, max_length, impl = "", [], 0, ""
-    for item_type, value in _sub_items(view, ASSOCIATE_RQ_FIXED_BYTES, len(view), "A-ASSOCIATE-RQ"):
+    for item_type, value in sub_items(view, ASSOCIATE_RQ_FIXED_BYTES, len(view), "A-ASSOCIATE-RQ"):
         if item_type == 0x10:
-            app_context = _uid_text(value)
+            app_context = uid_text(value)
         elif item_type == 0x20:
             contexts.append(_context(value))
         elif item_type == 0x50:
-            for sub_type, sub in _sub_items(value, 0, len(value), "user information"):
+            for sub_type, sub in sub_items(value, 0, len(value), "user information"):
                 if sub_type == 0x51 and len(sub) == 4:
                     max_length = struct.unpack_from(">L", sub, 0)[0]
                 elif sub_type == 0x52:
-                    impl = _uid_text(sub)
+                    impl = uid_text(sub)
     return AssociateRQ(version, called, calling, bytes(view[4:68]), app_context, tuple(contexts), max_length, impl)
 
 

@@ -9,8 +9,10 @@ Each item (a Part 10 file path or a pydicom Dataset) ends with exactly one
 * A file already in Implicit VR LE is sent as its bytes (no decode/re-encode); an Explicit VR LE
   file or a Dataset is encoded to Implicit VR LE by pydicom.
 * Status → outcome by :func:`openigrt.net.status.store_outcome` (NET-1 table).
+* The association is the lean synchronous requestor :class:`~openigrt.net.requestor.StoreAssociation`
+  (no pynetdicom; the data set bytes go out without a copy, fragmented to the peer's PDU limit).
 * DIMSE timeout: the in-flight instance fails, A-RELEASE is tried for at most
-  :data:`~openigrt.net.dimse.RELEASE_AFTER_TIMEOUT_S` then A-ABORT, the rest is ``not tried``.
+  :data:`~openigrt.net.requestor.RELEASE_TIMEOUT_S` then A-ABORT, the rest is ``not tried``.
   Peer abort / lost connection: the same without the release (NET-2).
 * A refused or failed association: every instance ``not tried``; ``StoreReport.error`` says why.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,23 +30,15 @@ from typing import TYPE_CHECKING, Any
 from openigrt.config import RemoteAE, Settings
 from openigrt.errors import AssociationAborted, DicomInputError, DimseTimeout, NetworkError, StoreError
 from openigrt.net import sop
-from openigrt.net.ae import AssociationLimiter, build_contexts, open_association
-from openigrt.net.dimse import (
-    PRIORITY_MEDIUM,
-    ResponseTap,
-    context_id_for,
-    end_after_failure,
-    reactor_paused,
-    send_request,
-)
-from openigrt.net.header import is_implicit_syntax, read_header, split_part10
+from openigrt.net.ae import AssociationLimiter
+from openigrt.net.header import is_implicit_syntax, read_sop_uids, split_part10
+from openigrt.net.requestor import StoreAssociation
 from openigrt.net.status import Service, StoreOutcome, classify, store_outcome
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
 
     from openigrt.net.tls import ClientTls
-    from pynetdicom import AE
 
 LOG = logging.getLogger("openigrt.net.store")
 
@@ -161,15 +156,15 @@ def prepare(item: Any) -> _Prepared:
         split = split_part10(data, name=name)
         body = memoryview(data)[split.dataset_offset:]
         ts = split.transfer_syntax_uid
-        hdr = read_header(body, transfer_syntax_uid=ts)
-        _check_class(name, hdr.sop_class_uid)
-        wire = _wire_syntax(name, hdr.sop_class_uid, ts)
+        sop_class, uid = read_sop_uids(body, transfer_syntax_uid=ts)
+        _check_class(name, sop_class)
+        wire = _wire_syntax(name, sop_class, ts)
         if wire != ts:
             from pydicom.filereader import read_dataset
 
             ds = read_dataset(io.BytesIO(body), is_implicit_syntax(ts), True)
             body = memoryview(_encode(ds, implicit=True))
-        return _Prepared(name, hdr.sop_class_uid, hdr.sop_instance_uid, wire, body)
+        return _Prepared(name, sop_class, uid, wire, body)
     ds = item
     sop_class = str(getattr(ds, "SOPClassUID", "") or "")
     uid = str(getattr(ds, "SOPInstanceUID", "") or "")
@@ -218,20 +213,6 @@ def _result_from_status(prep: _Prepared, code: int, comment: str, peer: str) -> 
                           "" if outcome is StoreOutcome.SENT else text)
 
 
-def _store_one(assoc: Any, tap: ResponseTap, context_id: int, prep: _Prepared, *, timeout: float, peer: str) -> tuple[int, str]:
-    from pynetdicom.dimse_primitives import C_STORE
-
-    req = C_STORE()
-    req.MessageID = tap.new_message_id()
-    req.AffectedSOPClassUID = prep.sop_class_uid
-    req.AffectedSOPInstanceUID = prep.sop_instance_uid
-    req.Priority = PRIORITY_MEDIUM
-    req.DataSet = io.BytesIO(prep.payload)
-    send_request(assoc, req, context_id)
-    rsp = tap.wait(assoc, req.MessageID, timeout=timeout, peer=peer, what=f"C-STORE of {prep.sop_instance_uid}")
-    return rsp.status, rsp.comment
-
-
 class _Task:
     """State of one send task (results filled in order)."""
 
@@ -264,55 +245,62 @@ class _Task:
         return StoreReport(self.remote, tuple(out), self.error, elapsed)
 
 
-def _run_items(task: _Task, assoc: Any, tap: ResponseTap, settings: Settings) -> None:
-    timeout = settings.network.dimse_timeout
+def _run_items(task: _Task, assoc: StoreAssociation) -> None:
     for i, item in enumerate(task.items):
         try:
             prep = prepare(item)
         except DicomInputError as exc:
             task.fail_prepare(i, exc)
             continue
-        cx = context_id_for(assoc, prep.sop_class_uid, prep.transfer_syntax_uid)
+        cx = assoc.context_id(prep.sop_class_uid, prep.transfer_syntax_uid)
         if cx is None:
             task.done(i, InstanceResult(prep.source, prep.sop_instance_uid, prep.sop_class_uid, StoreOutcome.FAILED,
                                         None, "", f"{task.remote} did not accept {sop.sop_class_name(prep.sop_class_uid)} "
                                         f"in {prep.transfer_syntax_uid}"))
             continue
-        try:
-            code, comment = _store_one(assoc, tap, cx, prep, timeout=timeout, peer=task.remote)
+        try:  # NET-2: after a DIMSE timeout A-RELEASE is tried (bounded), then A-ABORT
+            rsp = assoc.c_store(cx, prep.payload, sop_class_uid=prep.sop_class_uid,
+                                sop_instance_uid=prep.sop_instance_uid, release_after_timeout=True)
         except (DimseTimeout, AssociationAborted) as exc:
             task.error = str(exc)
             LOG.error("send task to %s stopped: %s", task.remote, exc)
             task.done(i, InstanceResult(prep.source, prep.sop_instance_uid, prep.sop_class_uid, StoreOutcome.FAILED,
                                         None, "", f"{exc} (it may or may not have been stored)"))
-            end_after_failure(assoc, timed_out=isinstance(exc, DimseTimeout))
             return
-        task.done(i, _result_from_status(prep, code, comment, task.remote))
+        task.done(i, _result_from_status(prep, rsp.status, rsp.comment, task.remote))
 
 
-def send_instances(ae: AE, remote: RemoteAE, items: Sequence[Any], *, settings: Settings,
+def send_instances(remote: RemoteAE, items: Sequence[Any], *, settings: Settings,
                    limiter: AssociationLimiter | None = None, progress: ProgressCallback | None = None,
                    tls: ClientTls | None = None) -> StoreReport:
     """Send *items* (paths or Datasets) to *remote* over one association (NET-1, NET-2), over DICOM TLS with *tls*.
 
-    Never raises for network trouble: the report carries per-instance results and ``error``.
+    The association is :class:`~openigrt.net.requestor.StoreAssociation` (lean, synchronous; no
+    pynetdicom). Never raises for network trouble: the report carries per-instance results and ``error``.
     """
-    import time
-
     t0 = time.perf_counter()
     task = _Task(items, remote, progress)
     if not task.items:
         return task.report(0.0)
-    tap = ResponseTap()
-    contexts = build_contexts(proposed_contexts(task.items))
+    net = settings.network
+    lim = limiter or AssociationLimiter(net.max_associations)
+    assoc = StoreAssociation(remote, calling_ae_title=settings.local.ae_title, contexts=proposed_contexts(task.items),
+                             network=net, tls=tls.context if tls is not None else None,
+                             max_pdu_receive=net.max_pdu_receive)
     try:
-        with open_association(ae, remote, settings=settings, contexts=contexts, limiter=limiter,
-                              evt_handlers=[tap.handler()], tls=tls) as assoc:
-            with reactor_paused(assoc):
-                _run_items(task, assoc, tap, settings)
+        with lim.slot(timeout=net.acse_timeout):
+            assoc.open()
+            try:
+                _run_items(task, assoc)
+            finally:
+                if assoc.is_open:
+                    assoc.release()
     except NetworkError as exc:
         task.error = task.error or str(exc)
         LOG.error("send task to %s: %s", remote, exc)
+    except BaseException:
+        assoc.abort()
+        raise
     report = task.report(time.perf_counter() - t0)
     LOG.info("%s", report.summary())
     return report

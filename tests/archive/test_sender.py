@@ -76,7 +76,7 @@ def test_dimse_timeout_aborts(series: Series) -> None:
     with Receiver(on_store=lambda event: release.wait(5)) as rx:
         assoc = StoreAssociation(rx.remote, calling_ae_title="X", contexts=[(CT, (syntax,))],
                                  network=NetworkSettings(dimse_timeout=0.5)).open()
-        with pytest.raises(DimseTimeout, match="within 0.5 s"):
+        with pytest.raises(DimseTimeout, match="within the DIMSE timeout of 0.5 s"):
             assoc.c_store(assoc.context_id(CT, syntax), data, sop_class_uid=CT, sop_instance_uid=uid)
         release.set()
         assert not assoc.is_open

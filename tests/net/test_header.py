@@ -158,3 +158,24 @@ def test_deeply_nested_garbage_is_bounded() -> None:
     open_seq = struct.pack("<HHL", 0x3006, 0x0020, 0xFFFFFFFF) + struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF)
     with pytest.raises(DicomInputError, match="nested|truncated"):
         check_structure(open_seq * 100, implicit_vr=True)
+
+
+def test_fast_meta_and_uid_reader_agree_with_pydicom(monkeypatch) -> None:
+    """The send path's hand-walked File Meta and SOP UIDs (no pydicom import) give what the pydicom
+    reader and the full header reader give, on every real file of the test data."""
+    import openigrt.net.header as header
+
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "data").rglob("*.dcm"))
+    assert len(files) > 50
+    fast = [split_part10(f.read_bytes(), name=str(f)) for f in files]
+    monkeypatch.setattr(header, "_split_meta", lambda data: None)  # force pydicom's reader
+    slow = [split_part10(f.read_bytes(), name=str(f)) for f in files]
+    assert fast == slow
+    for f, split in zip(files, fast, strict=True):
+        if split.transfer_syntax_uid in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+            body = f.read_bytes()[split.dataset_offset:]
+            hdr = read_header(body, transfer_syntax_uid=split.transfer_syntax_uid)
+            assert header.read_sop_uids(body, transfer_syntax_uid=split.transfer_syntax_uid) == (
+                hdr.sop_class_uid, hdr.sop_instance_uid), f

@@ -65,6 +65,33 @@ def test_store_to_dcmtk_storescp(storescp_peer, node_settings, capsys) -> None:
         assert same_elements(dcmread(src), dcmread(got)) == []
 
 
+@pytest.mark.parametrize("max_pdu_send", [0, 4096])
+def test_lean_requestor_sends_identical_bytes(tmp_path: Path, node_settings, max_pdu_send: int) -> None:
+    """Send path identity: DCMTK storescp in bit-preserving mode (+B) writes exactly the data set
+    bytes it received; they are the bytes of each Implicit VR LE file sent (odd and even sizes,
+    fragmented to storescp's 16 KB PDUs or to our 4 KB cap) and, for the Explicit VR LE source, its
+    data set re-encoded Implicit VR LE."""
+    from tests.net.data import encode
+    from tests.peers import require_peer, start_storescp
+
+    require_peer("storescp")
+    files = [write_part10(make_instance(CT, seed=i, rows=rows), tmp_path / "src" / f"{i}.dcm")
+             for i, rows in enumerate((1, 33, 256))]
+    files.append(REAL_CT)  # Explicit VR LE: re-encoded Implicit
+    with start_storescp(tmp_path / "scp", extra_args=["+B"]) as scp:
+        settings = node_settings(remote=scp.remote, network__max_pdu_send=max_pdu_send)
+        report = DicomClient(settings).store(files)
+        assert report.ok, report.as_dict()
+        received = {_uid(f): f for f in scp.extra["out"].iterdir()}
+    assert len(received) == len(files)
+    for path in files:
+        ts, body = dataset_bytes(received[_uid(path)])
+        assert ts == "1.2.840.10008.1.2"
+        src_ts, src_body = dataset_bytes(path)
+        expected = src_body if src_ts == ts else encode(dcmread(path))
+        assert body == expected, path
+
+
 def test_cli_store_json_and_exit_code(storescp_peer, tmp_path: Path, capsys) -> None:
     rc = main(["store", "--remote", storescp_peer.remote, "--ae-title", "OPENIGRT", "--cache", str(tmp_path / "c"),
                "--json", str(REAL_CT), str(REAL_RTSTRUCT)])
@@ -201,25 +228,32 @@ def test_mpeg2_cine_rt_image_proposed_in_its_own_syntax(scripted: ScriptedStorag
 
 
 # --------------------------------------------------------------------------- robustness / limits
-@contextmanager
-def _reactor_free_to_steal() -> Iterator[None]:
-    yield  # do not pause the association reactor at all
-
-
 def test_responses_taken_by_the_reactor_are_not_lost(scripted: ScriptedStorageSCP, node_settings, tmp_path: Path,
                                                      monkeypatch, caplog) -> None:
-    """The pynetdicom race (docs/PEERS.md): here forced on every message; the tap still has each status."""
+    """The pynetdicom race (docs/PEERS.md) on the response tap that echo/find/move still use (the
+    Storage SCU has its own requestor now): forced on every message, the tap still has each status."""
     import openigrt.net.dimse as dimse
-    import openigrt.net.store as store
+    from openigrt.net.store import prepare
+    from tests.net.rawscu import ILE
 
-    monkeypatch.setattr(store, "reactor_paused", lambda assoc: _reactor_free_to_steal())
     monkeypatch.setattr(dimse, "_drain_dimse_queue", lambda assoc: None)
+    monkeypatch.setattr(dimse, "reactor_paused", lambda assoc: contextmanager(lambda: (yield))())
+    import tests.net.rawscu as rawscu
+
+    monkeypatch.setattr(rawscu, "reactor_paused", dimse.reactor_paused)  # do not pause the reactor at all
     files = _instances(tmp_path, 6)
     scripted.script[_uid(files[2])] = Behaviour(status=0xA700)
     caplog.set_level("WARNING", logger="pynetdicom")
+    settings = node_settings(remote=scripted.remote, network__dimse_timeout=20)
     t0 = time.monotonic()
-    report = DicomClient(node_settings(remote=scripted.remote, network__dimse_timeout=20)).store(files)
-    assert [r.status for r in report.results] == [0, 0, 0xA700, 0, 0, 0]
+    statuses = []
+    with rawscu.requestor(settings, settings.require_remote(), [(CT, (ILE,))]) as (assoc, tap):
+        for f in files:
+            prep = prepare(f)
+            rsp = rawscu.raw_store(assoc, tap, context_class=CT, affected_class=CT, affected_uid=prep.sop_instance_uid,
+                                   payload=bytes(prep.payload), timeout=20)
+            statuses.append(rsp.status)
+    assert statuses == [0, 0, 0xA700, 0, 0, 0]
     assert time.monotonic() - t0 < 10  # no DIMSE timeout waited out
     stolen = [r for r in caplog.records if "Received unexpected C-STORE" in r.getMessage()]
     assert stolen, "the reactor never took a response: the race was not exercised"
