@@ -72,7 +72,8 @@ def test_lean_requestor_sends_identical_bytes(tmp_path: Path, node_settings, max
     fragmented to storescp's 16 KB PDUs or to our 4 KB cap) and, for the Explicit VR LE source, its
     data set re-encoded Implicit VR LE."""
     from tests.net.data import encode
-    from tests.peers import require_peer, start_storescp
+    from tests.conftest import require_peer
+    from tests.peers import start_storescp
 
     require_peer("storescp")
     files = [write_part10(make_instance(CT, seed=i, rows=rows), tmp_path / "src" / f"{i}.dcm")
