@@ -11,7 +11,7 @@ rotate with the patient, truncated field of view (250-290 mm), noise, cupping, s
 Methods, all started from the identity:
 
 * **OpenIGRT**: ``register_3d3d`` with the default region of interest the CLI uses when a plan is
-  known (the target's box + 25 mm, at least 60 × 60 × 50 mm half sizes; the couch and outside-FOV
+  known (the target's box + 25 mm, at least 90 × 90 × 70 mm half sizes (``DEFAULT_ROI_HALF_MM``); the couch and outside-FOV
   voxels excluded by the algorithm). Time = the whole call (cropping and masks included).
 * **elastix** (itk-elastix): the default ``rigid`` parameter map (Euler, Mattes MI, 4 levels,
   adaptive stochastic gradient descent, 2048 random samples), ``WriteResultImage false``; fixed =
@@ -220,13 +220,17 @@ def cbct_models() -> dict[str, Callable[..., Any]]:
     return models
 
 
+#: the sources that decide a simulated case (the DRR renderer and the CT readers are left out: they
+#: change for speed with bit-identical golden tests; run with --no-cache after a change that is not)
+CASE_SOURCES = ("tests/match/cases.py", "openigrt/sim/cbct_fdk.py", "openigrt/sim/xray.py",
+                "openigrt/sim/virtual_patient.py", "openigrt/sim/treatment_couch.py", "openigrt/geometry/projection.py")
+
+
 def _code_version() -> str:
-    """Hash of the sources that decide a simulated case (a cached case is stale when any changes)."""
-    files = sorted((REPO / "openigrt" / "sim").rglob("*.py")) + sorted((REPO / "openigrt" / "geometry").rglob("*.py"))
-    files += [REPO / "tests" / "match" / "cases.py", REPO / "openigrt" / "workflow" / "ct_input.py"]
+    """Hash of :data:`CASE_SOURCES` (a cached case is stale when any of them changes)."""
     h = hashlib.sha1()
-    for f in files:
-        h.update(f.read_bytes())
+    for f in CASE_SOURCES:
+        h.update((REPO / f).read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -275,7 +279,8 @@ def _run_method(m: str, case: Any, roi: Any, inputs: Any) -> tuple[Any, bool, st
     return est, ok, why, time.perf_counter() - t, time.process_time() - c
 
 
-def run_kind(kind: str, model: str, n: int, *, peers: bool, cache: CaseCache) -> dict[str, Rows]:
+def run_kind(kind: str, model: str, n: int, *, peers: bool, cache: CaseCache, peer_cases: int | None = None
+             ) -> dict[str, Rows]:
     """*n* seeded cases of one patient kind and CBCT model; every method on the same cases."""
     from openigrt.match import register_3d3d
     from tests.match.cases import make_patient, setup_error
@@ -305,8 +310,9 @@ def run_kind(kind: str, model: str, n: int, *, peers: bool, cache: CaseCache) ->
         roi = default_roi(case)
         if i == 0:
             register_3d3d(patient.ct, case.cbct, roi=roi)  # numba kernels load (untimed)
-        inputs = peer_inputs(case, roi) if peers else None
-        for m in rows:
+        with_peers = peers and (peer_cases is None or i < peer_cases)
+        inputs = peer_inputs(case, roi) if with_peers else None
+        for m in rows if with_peers else ["OpenIGRT"]:
             t, c = time.perf_counter(), time.process_time()
             try:
                 est, ok, why, wall, cpu = _run_method(m, case, roi, inputs)
@@ -391,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {', '.join(KINDS)}")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of fast, fdk")
     ap.add_argument("--no-peers", action="store_true", help="skip elastix and SimpleITK (quick check)")
+    ap.add_argument("--peer-cases", type=int, default=None, help="run the peers on the first K cases of each row "
+                    "only (elastix takes 20-80 s per case on 2 cores; default: every case)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                     help="simulated patients and CBCTs are kept here between runs (default %(default)s)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every case again, keep nothing")
@@ -407,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         n = args.fdk_cases if model == "fdk" else args.cases
         for kind in kinds:
-            results[(kind, model)] = run_kind(kind, model, n, peers=not args.no_peers, cache=cache)
+            results[(kind, model)] = run_kind(kind, model, n, peers=not args.no_peers, cache=cache,
+                                              peer_cases=args.peer_cases)
     load1 = os.getloadavg()
     cmd = "python benchmarks/match_bench_3d.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:])
                                                              if a != "--write-readme")
