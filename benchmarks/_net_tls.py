@@ -149,6 +149,36 @@ def _ratios(values: dict[str, list[float]], prefix: str) -> tuple[float, float]:
             statistics.median(t / p for t, p in zip(tls, plain)))
 
 
+#: Issue 11 speed targets against the peer in the same run and transport: peer time / our time >= target.
+SPEED_TARGETS = (("receive", "openigrt listen", "DCMTK storescp", 0.5),
+                 ("receive", "openigrt listen (cache on tmpfs)", "DCMTK storescp", 0.5),
+                 ("send", "openigrt store", "DCMTK storescu", 0.5))
+
+
+def speed_table(wall: dict[str, list[float]], cpu: dict[str, list[float]]) -> list[str]:
+    """README rows: our speed relative to the DCMTK peer (peer s / our s) per transport, wall and CPU,
+    as the ratio of medians and the median of the per-run ratios (the runs are interleaved)."""
+    rows = ["| part | ours vs peer | transport | ours median s (wall / CPU) | peer median s (wall / CPU) | "
+            "speed vs peer, wall: medians / per-run | CPU: medians / per-run | target | verdict (wall) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for part, ours, peer, target in SPEED_TARGETS:
+        for transport in ("plain", "TLS"):
+            a, b = f"{part}|{ours}|{transport}", f"{part}|{peer}|{transport}"
+            if a not in wall or b not in wall:
+                continue
+            r_wall = statistics.median(wall[b]) / statistics.median(wall[a])
+            p_wall = statistics.median(p / o for p, o in zip(wall[b], wall[a]))
+            r_cpu = statistics.median(cpu[b]) / max(statistics.median(cpu[a]), 1e-9)
+            p_cpu = statistics.median(p / max(o, 1e-9) for p, o in zip(cpu[b], cpu[a]))
+            verdict = "met" if min(r_wall, p_wall) >= target else "met on one statistic" \
+                if max(r_wall, p_wall) >= target else "NOT met"
+            rows.append(f"| {part} | {ours} vs {peer} | {transport} | {statistics.median(wall[a]):.3f} / "
+                        f"{statistics.median(cpu[a]):.3f} | {statistics.median(wall[b]):.3f} / "
+                        f"{statistics.median(cpu[b]):.3f} | {r_wall:.2f}x / {p_wall:.2f}x | {r_cpu:.2f}x / {p_cpu:.2f}x "
+                        f"| >= {target}x | {verdict} |")
+    return rows
+
+
 def bench_tls(files: list[Path], work: Path, runs: int) -> dict[str, tuple[float, list[float]]]:
     """Run (d); print every figure and the verdicts; return ``{name [wall|CPU]: (median, runs)}``."""
     from tests.net.tlspki import make_pki
@@ -177,4 +207,7 @@ def bench_tls(files: list[Path], work: Path, runs: int) -> dict[str, tuple[float
                 if m_ours <= m_them or p_ours <= p_them else "NOT met"
             print(f"  (d) {part} [{metric}] TLS/plain: {ours} {m_ours:.2f} (per-run {p_ours:.2f}) vs {theirs} "
                   f"{m_them:.2f} (per-run {p_them:.2f}) -> {verdict}", flush=True)
+    print("\n(d) speed against the DCMTK peer, same run and transport (send CPU: beyond a C-ECHO by the same "
+          "program; receive CPU: the receiver process)", flush=True)
+    print("\n".join(speed_table(wall, cpu)), flush=True)
     return out
