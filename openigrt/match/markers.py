@@ -162,8 +162,9 @@ MARKER_MIN_VIEW_NCC = 0.55
 TEMPLATE_FINE_MM = 0.5
 #: a marker blob must exceed this many robust standard deviations of the blob response
 MARKER_MIN_SNR = 5.0
-#: weight each detection by its template SNR in the shift fit (see _detection_weights)
-MARKER_SNR_WEIGHTS = True
+#: markers that must be found in two views and agree on the shift: a single triangulated marker (the
+#: others seen in one view or none) does not confirm the constellation (a wrong lock passed that way)
+MARKER_MIN_CONFIRMED = 2
 
 
 def pixels_per_mm(projector: Projector, at_mm: ArrayLike) -> float:
@@ -301,9 +302,7 @@ def _gn_points(projectors: Sequence[Projector], obs: list[tuple[int, NDArray[np.
 
 
 def _fit_shift(projectors: Sequence[Projector], planned: NDArray[np.float64], found: list[list[Any]],
-               use: list[int], d0: NDArray[np.float64],
-               weights: list[list[float]] | None = None) -> tuple[NDArray[np.float64], int]:
-    """Weighted least-squares shift of the detections of markers *use* (``weights[i][v]``: 1 / variance)."""
+               use: list[int], d0: NDArray[np.float64]) -> tuple[NDArray[np.float64], int]:
     d = d0.copy()
     it = 0
     for it in range(1, 11):
@@ -313,9 +312,8 @@ def _fit_shift(projectors: Sequence[Projector], planned: NDArray[np.float64], fo
                 if u is None:
                     continue
                 p = (planned[i] + d)[None, :]
-                w = np.sqrt(weights[i][v]) if weights is not None else 1.0
-                rows.append(w * projection_jacobian(projectors[v], p)[0])
-                res.append(w * (np.asarray(u) - projectors[v].project(p)[0]))
+                rows.append(projection_jacobian(projectors[v], p)[0])
+                res.append(np.asarray(u) - projectors[v].project(p)[0])
         dx = np.linalg.lstsq(np.concatenate(rows), np.concatenate(res), rcond=None)[0]
         d = d + dx
         if np.linalg.norm(dx) < 1e-4:
@@ -441,13 +439,17 @@ def match_markers(
     if not inliers:
         raise RegistrationError("marker match: the markers disagree (no consistent subset within "
                                 f"{outlier_mm} mm); displacements {np.round(disp, 1).tolist()}")
+    need = min(MARKER_MIN_CONFIRMED, m)
+    if len(inliers) < need:
+        raise RegistrationError(
+            f"marker match: only {len(inliers)} of {m} markers found consistently in two views (at least {need} "
+            "needed to confirm the planned constellation; one triangulated marker cannot tell it from another)")
     if dof == 6:
         if len(inliers) < 3:
             raise RegistrationError(f"marker match: 6 DoF needs 3 consistent markers, found {len(inliers)}")
         mat = _kabsch(planned[inliers], np.array([tri[i] for i in inliers]))
     else:
-        d, it = _fit_shift(projectors, planned, found, inliers, d_med,
-                           _detection_weights(reports, m) if MARKER_SNR_WEIGHTS else None)
+        d, it = _fit_shift(projectors, planned, found, inliers, d_med)
         its += it
         mat = np.eye(4)
         mat[:3, 3] = d
@@ -473,20 +475,6 @@ def match_markers(
         elapsed_s=time.perf_counter() - t0, details={"views": reports, "inliers": [labels[i] for i in inliers]},
         markers=tuple(residuals),
     )
-
-
-def _detection_weights(reports: list[dict[str, Any]], m: int) -> list[list[float]]:
-    """Per marker and view, the template match's SNR² = NCC² / (1 − NCC²) (the precision of a
-    matched-filter position scales with it): a photon-starved view counts less. 1 without NCCs."""
-    out = []
-    for i in range(m):
-        row = []
-        for rep in reports:
-            nccs = rep.get("marker_ncc") or []
-            r = float(np.clip(nccs[i], 0.05, 0.995)) if i < len(nccs) and np.isfinite(nccs[i]) else 1.0
-            row.append(r * r / (1.0 - r * r) if nccs else 1.0)
-        out.append(row)
-    return out
 
 
 def _single_view_residual(projectors: Sequence[Projector], found: list[Any], fitted: NDArray[np.float64]) -> float:
