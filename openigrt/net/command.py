@@ -19,6 +19,8 @@ C_ECHO_RQ: Final = 0x0030
 C_ECHO_RSP: Final = 0x8030
 #: Command Data Set Type (0000,0800) meaning "no data set follows".
 NO_DATASET: Final = 0x0101
+#: Command Data Set Type (0000,0800) meaning "a data set follows" (any value but 0x0101; we send 0x0000).
+DATASET_PRESENT: Final = 0x0000
 #: Largest command set we reassemble (a real one is ~100-200 bytes), bytes.
 MAX_COMMAND_BYTES: Final = 65536
 

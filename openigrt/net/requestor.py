@@ -42,7 +42,8 @@ from typing import Any, Final
 from openigrt.config import NetworkSettings, RemoteAE
 from openigrt.errors import AssociationAborted, AssociationRejected, ConnectionFailed, DimseTimeout, NetworkError
 from openigrt.net.ae import describe_reject, set_tcp_nodelay
-from openigrt.net.command import command_us, parse_command
+from openigrt.net.command import C_STORE_RQ, C_STORE_RSP, DATASET_PRESENT, command_us, parse_command
+from openigrt.net.dimse import PRIORITY_MEDIUM
 from openigrt.net.pdu import (
     A_ABORT,
     A_ASSOCIATE_AC,
@@ -75,11 +76,6 @@ IOV_BATCH: Final = 512
 TLS_SEND_BATCH: Final = 1024 * 1024
 #: Most presentation contexts one A-ASSOCIATE-RQ may propose (odd IDs 1..255).
 MAX_CONTEXTS: Final = 128
-# Command fields and values (PS3.7 E.1)
-C_STORE_RQ: Final = 0x0001
-C_STORE_RSP: Final = 0x8001
-DATASET_PRESENT: Final = 0x0000
-PRIORITY_MEDIUM: Final = 0x0000
 
 
 @dataclass(frozen=True)
